@@ -1,0 +1,1 @@
+"""Dashtam's container build-and-verification pipeline: the work behind noxfile.py."""
