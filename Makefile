@@ -1,0 +1,73 @@
+# Operator targets: thin wrappers over the nox sessions (`make help` lists them).
+# Each runs nox from the project's lock file with uv, so nothing but uv and a Docker
+# engine is needed on the host (`make tools` installs uv with pip when it is missing).
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+UV ?= uv
+NOX := $(UV) run --locked --no-default-groups --group pipeline nox
+# air-gapped mode builds local stand-ins for the base images first (cached when present).
+AIRGAP_PREP := $(if $(filter airgap,$(DASHTAM_IMAGE_SOURCE)),$(NOX) -s base-images &&,)
+
+.PHONY: help tools verify test lint build base-images \
+	dev-up dev-down dev-restart dev-status dev-logs dev-shell dev-rebuild dev-destroy \
+	test-up test-down test-rebuild
+
+help: ## List every target with one line
+	@awk -F ':.*## ' '/^[a-z-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+tools: ## Install uv (the one Python tool the host needs) when it is missing
+	@command -v $(UV) >/dev/null || python3 -m pip install --quiet uv \
+	  || { echo "make: cannot install uv; run 'python3 -m pip install uv' and retry." >&2; exit 1; }
+
+verify: tools ## The main job: lint, build every stage, verify every environment
+	$(AIRGAP_PREP) $(NOX) -s lint build verify
+
+test: tools ## The test suite: unit, lint, build, verify every environment, pipeline integration
+	$(AIRGAP_PREP) $(NOX) -s tests lint build verify integration
+
+lint: tools ## Lint Dockerfile, YAML, compose configs, workflows and env files
+	$(NOX) -s lint
+
+build: tools ## Build all five stages
+	$(AIRGAP_PREP) $(NOX) -s build
+
+base-images: tools ## Build the air-gapped stand-ins for the upstream base images
+	$(NOX) -s base-images
+
+dev-up: tools ## Start the dev stack (creates env/.env.dev from the template on first use)
+	$(NOX) -s "up(dev)"
+
+dev-down: tools ## Stop the dev stack; its data volumes are kept
+	$(NOX) -s "down(dev)"
+
+dev-restart: dev-down dev-up ## Stop and start the dev stack
+
+dev-status: tools ## Show the dev stack's containers, health and ports
+	$(NOX) -s "status(dev)"
+
+dev-logs: tools ## Follow the dev stack's logs
+	$(NOX) -s "logs(dev)"
+
+dev-shell: tools ## Open a shell in the dev app container (as appuser)
+	$(NOX) -s "shell(dev)"
+
+dev-rebuild: tools ## Rebuild the development image without cache and restart the dev stack
+	DASHTAM_BUILD_NO_CACHE=1 $(NOX) -s "up(dev)"
+
+dev-destroy: tools ## DELETE the dev stack's data volumes (asks first; CONFIRM=dashtam-dev skips)
+	@echo "WARNING: this deletes the PostgreSQL and Redis data of dashtam-dev for good." >&2
+	@if [ "$${CONFIRM:-}" != dashtam-dev ]; then \
+	  read -r -p "Type dashtam-dev to confirm: " answer && [ "$$answer" = dashtam-dev ] \
+	  || { echo "make: nothing deleted." >&2; exit 1; }; fi
+	$(NOX) -s "down(dev)" -- --volumes
+
+test-up: tools ## Start the test stack (ports differ from dev's; both can run)
+	$(NOX) -s "up(test)"
+
+test-down: tools ## Stop the test stack (its data is on tmpfs)
+	$(NOX) -s "down(test)"
+
+test-rebuild: tools ## Rebuild the development image without cache and restart the test stack
+	DASHTAM_BUILD_NO_CACHE=1 $(NOX) -s "up(test)"

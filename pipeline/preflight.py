@@ -1,0 +1,97 @@
+"""Checks that run before any Docker work, so bad input gets one clear line, not a stack trace."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+from pipeline.environments import ROOT
+from pipeline.errors import PipelineError
+
+MIN_COMPOSE = (2, 20)  # `up --wait`, `config --format json` and healthcheck start_interval
+MIN_BUILDX = (0, 11)
+MIN_ENGINE = (25, 0)  # healthcheck start_interval needs Docker Engine 25+
+
+INSTALL_HINT = "run `sudo scripts/install-docker.sh`"
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    match = re.search(r"(\d+)\.(\d+)", text)
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+
+def _docker(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    if shutil.which("docker") is None:
+        raise PipelineError(f"the `docker` command is not installed; {INSTALL_HINT}.")
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def require_engine() -> str:
+    """The engine's version; a one-line error when no engine answers or it is too old."""
+    try:
+        result = _docker("version", "--format", "{{.Server.Version}}")
+    except subprocess.TimeoutExpired:
+        raise PipelineError(
+            f"the Docker daemon did not answer within 20 s; check `docker info`, or {INSTALL_HINT}."
+        ) from None
+    if result.returncode != 0 or not result.stdout.strip():
+        raise PipelineError(
+            "the Docker daemon is not reachable (`docker version` found no server); "
+            f"start it, or {INSTALL_HINT}."
+        )
+    version = result.stdout.strip()
+    if _version_tuple(version) < MIN_ENGINE:
+        raise PipelineError(
+            f"Docker Engine {version} is too old (need >= {MIN_ENGINE[0]}); {INSTALL_HINT}."
+        )
+    return version
+
+
+def require_compose() -> str:
+    result = _docker("compose", "version", "--short")
+    if result.returncode != 0:
+        raise PipelineError(f"Docker Compose v2 is missing (`docker compose`); {INSTALL_HINT}.")
+    version = result.stdout.strip()
+    if _version_tuple(version) < MIN_COMPOSE:
+        raise PipelineError(
+            f"Docker Compose {version} is too old (need >= {'.'.join(map(str, MIN_COMPOSE))}); "
+            f"{INSTALL_HINT}."
+        )
+    return version
+
+
+def require_buildx() -> str:
+    result = _docker("buildx", "version")
+    if result.returncode != 0:
+        raise PipelineError(f"Docker Buildx is missing (`docker buildx`); {INSTALL_HINT}.")
+    version = result.stdout.split()[1] if len(result.stdout.split()) > 1 else ""
+    if _version_tuple(version) < MIN_BUILDX:
+        raise PipelineError(
+            f"Docker Buildx {version} is too old (need >= {'.'.join(map(str, MIN_BUILDX))}); "
+            f"{INSTALL_HINT}."
+        )
+    return version
+
+
+def require_lock_file() -> None:
+    """uv.lock exists and matches pyproject.toml, else the image build would fail deep inside."""
+    lock_file = ROOT / "uv.lock"
+    if not lock_file.is_file():
+        raise PipelineError("uv.lock is missing; run `uv lock` and commit it.")
+    if shutil.which("uv") is None:
+        return  # nothing to check with; the build's `uv sync --locked` still refuses a stale lock
+    result = subprocess.run(
+        ["uv", "lock", "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise PipelineError(
+            "uv.lock is out of date with pyproject.toml; run `uv lock` and commit both."
+        )
