@@ -1,0 +1,514 @@
+"""The lint checks find what they promise, at the right file and line, on a copy of the repo.
+
+Each fault is injected into a temporary copy of the files the checks read; the real
+repository must pass every check that needs no Docker. Only the `docker compose config`
+tests need the compose plugin (marked `docker`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline import lint
+from pipeline.environments import ENVIRONMENTS, ROOT
+
+# What the checks read; a copy of these is a repository the checks cannot tell from the real one.
+COPIED = (
+    "compose",
+    "docker",
+    ".github",
+    ".hadolint.yaml",
+    ".yamllint",
+    ".gitignore",
+    "env/.env.example",
+    "env/.env.prod.example",
+    "env/.env.ci",
+)
+CI_COMPOSE = "compose/docker-compose.ci.yml"
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A temporary copy of the linted files (no git-ignored env file from this machine)."""
+    for relative in COPIED:
+        source = ROOT / relative
+        target = tmp_path / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target)
+        elif source.is_file():
+            shutil.copy2(source, target)
+    return tmp_path
+
+
+def insert_after(path: Path, anchor: str, new_lines: str) -> int:
+    """Insert `new_lines` after the first line equal to `anchor`; the first new line's number."""
+    lines = path.read_text().splitlines(keepends=True)
+    position = next(index for index, line in enumerate(lines) if line.rstrip("\n") == anchor)
+    lines[position + 1 : position + 1] = [new_lines]
+    path.write_text("".join(lines))
+    return position + 2
+
+
+def line_of(path: Path, prefix: str) -> int:
+    return next(
+        number
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if line.startswith(prefix)
+    )
+
+
+def located(findings: list[lint.Finding], path: str, line: int) -> list[lint.Finding]:
+    return [finding for finding in findings if (finding.path, finding.line) == (path, line)]
+
+
+def errors(findings: list[lint.Finding]) -> list[str]:
+    return [str(finding) for finding in findings if finding.severity == "error"]
+
+
+# ---------------------------------------------------------------- the real repository
+
+NO_DOCKER_CHECKS = [
+    pytest.param(lint.check_dockerfiles, id="dockerfiles"),
+    pytest.param(lint.check_yaml, id="yaml"),
+    pytest.param(lint.check_env_files, id="env-files"),
+    pytest.param(lint.check_tracked_secrets, id="tracked-secrets"),
+    pytest.param(lint.check_container_security, id="container-security"),
+]
+
+
+@pytest.mark.parametrize("check", NO_DOCKER_CHECKS)
+def test_the_repository_passes(check: lint.Check) -> None:
+    findings = check(ROOT)
+    assert errors(findings) == [], f"{check.__name__} on the repository: expected no error"
+
+
+# ---------------------------------------------------------------- 1. Dockerfiles
+
+
+def test_a_dockerfile_syntax_error_is_reported_with_file_and_line(repo: Path) -> None:
+    dockerfile = repo / "docker" / "Dockerfile"
+    broken_line = len(dockerfile.read_text().splitlines()) + 1
+    with dockerfile.open("a") as handle:
+        handle.write("FROOM base AS broken\n")
+
+    findings = located(lint.check_dockerfiles(repo), "docker/Dockerfile", broken_line)
+
+    assert [finding.severity for finding in findings] == ["error"], findings
+    assert "DL1000" in findings[0].message
+    assert "\n" not in findings[0].message
+
+
+def test_a_hadolint_warning_fails_and_names_the_rule(repo: Path) -> None:
+    dockerfile = repo / "docker" / "Dockerfile"
+    added_line = len(dockerfile.read_text().splitlines()) + 1
+    with dockerfile.open("a") as handle:
+        handle.write("WORKDIR relative/path\n")  # DL3000: use absolute WORKDIR
+
+    findings = located(lint.check_dockerfiles(repo), "docker/Dockerfile", added_line)
+
+    assert [(finding.severity, "DL3000" in finding.message) for finding in findings] == [
+        ("error", True)
+    ]
+
+
+# ---------------------------------------------------------------- 2. YAML
+
+
+def test_malformed_compose_yaml_is_reported_with_file_and_line(repo: Path) -> None:
+    compose_file = repo / CI_COMPOSE
+    broken_line = insert_after(compose_file, "    <<: *app-service", "   misindented: true\n")
+    with pytest.raises(yaml.MarkedYAMLError) as parse_error:
+        yaml.safe_load(compose_file.read_text())
+    assert parse_error.value.problem_mark is not None
+    assert parse_error.value.problem_mark.line + 1 == broken_line, "the fault sits elsewhere"
+
+    findings = located(lint.check_yaml(repo), CI_COMPOSE, broken_line)
+
+    assert [finding.severity for finding in findings] == ["error"]
+    assert str(findings[0]).startswith(f"{CI_COMPOSE}:{broken_line}: syntax error")
+
+
+def test_a_missing_yamllint_config_falls_back_with_a_warning(repo: Path) -> None:
+    (repo / ".yamllint").unlink(missing_ok=True)
+
+    findings = lint.check_yaml(repo)
+
+    assert (
+        lint.Finding(".yamllint", 1, "missing; linted with yamllint's relaxed preset", "warning")
+        in findings
+    )
+
+
+# ---------------------------------------------------------------- 4. workflows
+
+
+def test_a_workflow_schema_error_is_reported_at_its_line(repo: Path) -> None:
+    workflows = repo / ".github" / "workflows"
+    workflows.mkdir(parents=True, exist_ok=True)
+    (workflows / "broken.yml").write_text(
+        "name: broken\n"
+        "on: push\n"
+        "permissions: {}\n"
+        "jobs:\n"
+        "  build:\n"
+        "    runs-on: ubuntu-24.04\n"
+        "    steps:\n"
+        "      - run: true\n"
+    )
+
+    findings = located(lint.check_workflows(repo), ".github/workflows/broken.yml", 8)
+
+    assert any("check-jsonschema" in finding.message for finding in findings), findings
+
+
+def test_a_zizmor_finding_is_reported_at_its_line(repo: Path) -> None:
+    workflows = repo / ".github" / "workflows"
+    workflows.mkdir(parents=True, exist_ok=True)
+    (workflows / "injectable.yml").write_text(
+        "name: injectable\n"
+        "on: pull_request\n"
+        "permissions: {}\n"
+        "jobs:\n"
+        "  greet:\n"
+        "    runs-on: ubuntu-24.04\n"
+        "    steps:\n"
+        '      - run: echo "${{ github.event.pull_request.title }}"\n'
+    )
+
+    findings = lint.check_workflows(repo)
+
+    injection = [
+        finding
+        for finding in findings
+        if finding.path == ".github/workflows/injectable.yml"
+        and "template-injection" in str(finding)
+    ]
+    assert [(finding.line, finding.severity) for finding in injection] == [(8, "error")], findings
+
+
+def test_no_workflow_files_means_nothing_to_check(repo: Path) -> None:
+    shutil.rmtree(repo / ".github", ignore_errors=True)
+
+    assert lint.check_workflows(repo) == []
+
+
+# ---------------------------------------------------------------- 5. env files
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("${A}", [("A", True, False)], id="braced-is-required"),
+        pytest.param("$A", [("A", True, False)], id="bare-is-required"),
+        pytest.param("${A:?set it}", [("A", True, True)], id="colon-question-fails-fast"),
+        pytest.param("${A?set it}", [("A", True, False)], id="question-is-required"),
+        pytest.param("${A:-x}", [("A", False, False)], id="colon-dash-has-a-default"),
+        pytest.param("${A-x}", [("A", False, False)], id="dash-has-a-default"),
+        pytest.param("$$A and $${B}", [], id="double-dollar-is-an-escape"),
+        pytest.param("# ${A}", [], id="comment-lines-are-skipped"),
+        pytest.param("${A:-${B}}", [("A", False, False), ("B", False, False)], id="nested-default"),
+    ],
+)
+def test_interpolations(text: str, expected: list[tuple[str, bool, bool]]) -> None:
+    found = [(use.name, use.required, use.fail_fast) for use in lint.interpolations(text)]
+    assert found == expected
+
+
+def test_a_variable_missing_from_the_env_file_is_an_error_naming_both(repo: Path) -> None:
+    compose_file = repo / CI_COMPOSE
+    line = insert_after(compose_file, '  APP_DEBUG: "false"', "  APP_FEATURE: ${APP_FEATURE}\n")
+
+    findings = located(lint.check_env_files(repo), CI_COMPOSE, line)
+
+    assert [finding.severity for finding in findings] == ["error"], findings
+    assert "APP_FEATURE" in findings[0].message
+    assert "env/.env.ci" in findings[0].message
+
+
+def test_an_unused_env_variable_is_a_warning(repo: Path) -> None:
+    template = repo / "env" / ".env.example"
+    with template.open("a") as handle:
+        handle.write("APP_NOBODY_READS_THIS=1\n")
+    line = len(template.read_text().splitlines())
+
+    findings = located(lint.check_env_files(repo), "env/.env.example", line)
+
+    assert [str(finding) for finding in findings] == [
+        f"env/.env.example:{line}: warning: APP_NOBODY_READS_THIS is set but no compose file "
+        "uses it; remove it or use it"
+    ]
+
+
+@pytest.mark.parametrize("misspelled", ["TEST_POSTGRES_USER", "postgres_user", "PGUSER"])
+def test_a_variable_spelled_otherwise_than_compose_reads_it_is_an_error(
+    repo: Path, misspelled: str
+) -> None:
+    template = repo / "env" / ".env.example"
+    with template.open("a") as handle:
+        handle.write(f"{misspelled}=dashtam\n")
+    line = len(template.read_text().splitlines())
+
+    findings = located(lint.check_env_files(repo), "env/.env.example", line)
+
+    assert [finding.severity for finding in findings] == ["error"], findings
+    assert "rename it to POSTGRES_USER" in findings[0].message
+
+
+def test_a_compose_variable_outside_the_naming_scheme_is_an_error(repo: Path) -> None:
+    compose_file = repo / CI_COMPOSE
+    line = insert_after(compose_file, '  APP_DEBUG: "false"', "  LOG_LEVEL: ${LOG_LEVEL:-info}\n")
+
+    findings = located(lint.check_env_files(repo), CI_COMPOSE, line)
+
+    assert [finding.severity for finding in findings] == ["error"], findings
+    assert "LOG_LEVEL does not follow the naming scheme" in findings[0].message
+
+
+def test_a_real_looking_password_in_the_ci_env_file_is_an_error(repo: Path) -> None:
+    env_file = repo / "env" / ".env.ci"
+    env_file.write_text(
+        env_file.read_text().replace(
+            "POSTGRES_PASSWORD=ci-only-not-a-secret", "POSTGRES_PASSWORD=Zq8vT2mLp9Rx4wKe7Jd3"
+        )
+    )
+    line = line_of(env_file, "POSTGRES_PASSWORD=")
+
+    findings = located(lint.check_env_files(repo), "env/.env.ci", line)
+
+    assert [finding.severity for finding in findings] == ["error"], findings
+    assert "Zq8vT2mLp9Rx4wKe7Jd3" not in str(findings[0]), "a finding must not print the secret"
+
+
+@pytest.mark.parametrize(
+    ("value", "looks_real"),
+    [
+        ("ci-only-not-a-secret", False),
+        ("change-me-postgres", False),
+        ("", False),
+        ("short1A", False),
+        ("Zq8vT2mLp9Rx4wKe7Jd3", True),
+        ("9f86d081884c7d659a2feaa0c55ad015", True),
+    ],
+)
+def test_real_looking_secrets(value: str, looks_real: bool) -> None:
+    assert lint._looks_like_real_secret(value) is looks_real
+
+
+def test_a_private_key_in_an_env_file_is_an_error(repo: Path) -> None:
+    template = repo / "env" / ".env.prod.example"
+    with template.open("a") as handle:
+        handle.write("# -----BEGIN RSA PRIVATE KEY-----\n")
+    line = len(template.read_text().splitlines())
+
+    findings = located(lint.check_env_files(repo), "env/.env.prod.example", line)
+
+    assert [finding.severity for finding in findings] == ["error"], findings
+
+
+def test_a_secret_with_a_value_in_the_prod_template_is_an_error(repo: Path) -> None:
+    template = repo / "env" / ".env.prod.example"
+    template.write_text(
+        template.read_text().replace("REDIS_PASSWORD=\n", "REDIS_PASSWORD=change-me\n")
+    )
+    line = line_of(template, "REDIS_PASSWORD=")
+
+    findings = located(lint.check_env_files(repo), "env/.env.prod.example", line)
+
+    assert [finding.severity for finding in findings] == ["error"], findings
+    assert "leave it empty" in findings[0].message
+
+
+# ---------------------------------------------------------------- 6. tracked secrets
+
+
+def git(root: Path, *arguments: str) -> None:
+    subprocess.run(["git", *arguments], cwd=root, check=True, capture_output=True)
+
+
+@pytest.mark.parametrize(
+    "tracked",
+    ["env/.env.dev", "env/.env.prod", "certs/dev/tls.key", "docker/server.pem"],
+)
+def test_a_tracked_secret_file_is_an_error(repo: Path, tracked: str) -> None:
+    (repo / tracked).parent.mkdir(parents=True, exist_ok=True)
+    (repo / tracked).write_text("anything\n")
+    git(repo, "init", "--quiet")
+    git(repo, "add", "--force", ".")
+
+    findings = lint.check_tracked_secrets(repo)
+
+    assert [(finding.path, finding.severity) for finding in findings] == [(tracked, "error")]
+    assert f"git rm --cached {tracked}" in findings[0].message
+
+
+def test_only_the_templates_and_the_ci_env_file_are_allowed(repo: Path) -> None:
+    git(repo, "init", "--quiet")
+    git(repo, "add", "--force", ".")
+
+    assert lint.check_tracked_secrets(repo) == []
+
+
+# ---------------------------------------------------------------- 7. container security
+
+
+@pytest.mark.parametrize(
+    ("added", "expected", "offset"),
+    [
+        pytest.param("    privileged: true\n", "runs privileged", 0, id="privileged"),
+        pytest.param("    network_mode: host\n", "network_mode: host", 0, id="host-network"),
+        pytest.param("    pid: host\n", "pid: host", 0, id="host-pid"),
+        pytest.param("    cap_add: [SYS_ADMIN]\n", "SYS_ADMIN", 0, id="sys-admin"),
+        pytest.param(
+            "    volumes: [/var/run/docker.sock:/var/run/docker.sock]\n",
+            "Docker socket",
+            0,
+            id="docker-socket",
+        ),
+        # Reported at the list item, one line below `volumes:`.
+        pytest.param(
+            "    volumes:\n      - type: bind\n        source: /run/docker.sock\n"
+            "        target: /var/run/docker.sock\n",
+            "Docker socket",
+            1,
+            id="docker-socket-long-syntax",
+        ),
+    ],
+)
+def test_an_unsafe_service_is_an_error(repo: Path, added: str, expected: str, offset: int) -> None:
+    line = insert_after(repo / CI_COMPOSE, "    <<: *app-service", added) + offset
+
+    findings = lint.check_container_security(repo)
+
+    assert [(finding.path, finding.line) for finding in findings] == [(CI_COMPOSE, line)]
+    assert findings[0].severity == "error"
+    assert expected in findings[0].message
+    assert findings[0].message.startswith("service app ")
+
+
+def test_an_unsafe_setting_in_an_anchor_is_reported_where_it_is_written(repo: Path) -> None:
+    line = insert_after(repo / CI_COMPOSE, "x-app-service: &app-service", "  privileged: true\n")
+
+    findings = lint.check_container_security(repo)
+
+    assert {(finding.path, finding.line) for finding in findings} == {(CI_COMPOSE, line)}
+    assert sorted(finding.message.split()[1] for finding in findings) == ["app", "callback"]
+
+
+# ---------------------------------------------------------------- report
+
+
+def test_report_prints_findings_and_fails_on_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    findings = [
+        lint.Finding("env/.env.example", 7, "FOO is set but no compose file uses it", "warning"),
+        lint.Finding("docker/Dockerfile", 3, "broken"),
+    ]
+
+    assert lint.report(findings) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        "env/.env.example:7: warning: FOO is set but no compose file uses it",
+        "docker/Dockerfile:3: broken",
+        "lint: 1 error(s), 1 warning(s)",
+    ]
+
+
+def test_report_passes_on_warnings_only(capsys: pytest.CaptureFixture[str]) -> None:
+    assert lint.report([lint.Finding("env/.env.ci", 1, "note", "warning")]) == 0
+    assert lint.report([]) == 0
+
+
+# ---------------------------------------------------------------- 3. docker compose config
+
+
+def compose_runs() -> bool:
+    try:
+        result = subprocess.run(
+            ["docker", "compose", "version"], capture_output=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0
+
+
+@pytest.fixture
+def compose_plugin() -> None:
+    """Skip without the compose plugin, except in CI, where its absence is a failure."""
+    if compose_runs():
+        return
+    if os.environ.get("CI"):
+        pytest.fail("docker compose does not run, and CI must run the compose config checks")
+    pytest.skip("docker compose does not run on this machine")
+
+
+@pytest.mark.docker
+def test_compose_reports_a_missing_required_variable_at_its_line(
+    repo: Path, compose_plugin: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A value exported in the shell must not hide the one missing from the env file.
+    monkeypatch.setenv("REDIS_PASSWORD", "exported-in-the-shell")
+    env_file = repo / "env" / ".env.ci"
+    env_file.write_text(
+        "".join(
+            line
+            for line in env_file.read_text().splitlines(keepends=True)
+            if not line.startswith("REDIS_PASSWORD=")
+        )
+    )
+    compose_file = repo / CI_COMPOSE
+    line = line_of(compose_file, "  REDIS_PASSWORD: ${REDIS_PASSWORD:?")
+
+    findings = located(lint.check_compose_config(repo), CI_COMPOSE, line)
+
+    assert [finding.severity for finding in findings] == ["error"], findings
+    assert "required variable REDIS_PASSWORD" in findings[0].message
+
+
+@pytest.mark.docker
+def test_a_prod_template_that_does_not_fail_fast_is_an_error(
+    repo: Path, compose_plugin: None
+) -> None:
+    prod = ENVIRONMENTS["prod"]
+    assert prod.template_file is not None
+    template = repo / prod.template_file.relative_to(ROOT)
+    template.write_text(
+        "".join(
+            line.replace("=\n", "=./filled-in\n")
+            for line in template.read_text().splitlines(keepends=True)
+        )
+    )
+
+    findings = lint.check_compose_config(repo)
+
+    template_path = template.relative_to(repo).as_posix()
+    assert any(
+        finding.path == template_path and "does not fail fast" in finding.message
+        for finding in findings
+    ), findings
+
+
+@pytest.mark.docker
+def test_the_unfilled_prod_template_fails_fast(repo: Path, compose_plugin: None) -> None:
+    findings = lint.check_compose_config(repo)
+
+    prod_template = ENVIRONMENTS["prod"].template_file
+    assert prod_template is not None
+    template_path = prod_template.relative_to(ROOT).as_posix()
+    assert [finding for finding in findings if finding.path == template_path] == []
+
+
+@pytest.mark.docker
+def test_compose_reports_malformed_yaml_at_the_line_yamllint_names(
+    repo: Path, compose_plugin: None
+) -> None:
+    broken_line = insert_after(repo / CI_COMPOSE, "    <<: *app-service", "   misindented: true\n")
+
+    findings = located(lint.check_compose_config(repo), CI_COMPOSE, broken_line)
+
+    assert [finding.severity for finding in findings] == ["error"], findings
+    assert "yaml:" in findings[0].message
