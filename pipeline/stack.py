@@ -67,12 +67,16 @@ def throwaway_env_file(environment: Environment, project: str) -> Path:
     lines = []
     for line in environment.template_file.read_text().splitlines():
         name, separator, value = line.partition("=")
-        if separator and not line.lstrip().startswith("#") and not value:
+        if separator and not line.lstrip().startswith("#") and not value and _is_secret(name):
             value = secrets.token_urlsafe(24)
         lines.append(f"{name}{separator}{value}" if separator else line)
     path.touch(mode=0o600)
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _is_secret(name: str) -> bool:
+    return any(word in name for word in ("PASSWORD", "SECRET", "TOKEN"))
 
 
 @dataclass
@@ -159,7 +163,12 @@ class Stack:
                 pull="never" if image_sources.selected_source() == image_sources.AIRGAP else "missing",
             )
         except DockerException as error:
-            self.print_unhealthy()
+            unhealthy = self.print_unhealthy()
+            if unhealthy:
+                raise PipelineError(
+                    f"{self.project}: {', '.join(unhealthy)} did not become healthy "
+                    f"(waited up to {WAIT_TIMEOUT_SECONDS} s); the logs and health log above say why."
+                ) from None
             raise PipelineError(_compose_error(self, error)) from None
 
     def down(self, *, remove_volumes: bool) -> None:
@@ -189,19 +198,22 @@ class Stack:
             "volumes": [v.name for v in docker.volume.list(filters=label)],
         }
 
-    def print_unhealthy(self) -> None:
-        """Logs and health log of every container that is not running healthy."""
+    def print_unhealthy(self) -> list[str]:
+        """Print logs and health log of every container not running healthy; name them."""
+        unhealthy = []
         for container in self.containers():
             state = container.state
             health = state.health.status if state.health else None
             if state.running and health in (None, "healthy"):
                 continue
             service = container.config.labels.get("com.docker.compose.service", container.name)
+            unhealthy.append(service)
             say(f"{service} is {health or state.status} (exit code {state.exit_code}); its last logs:")
             with contextlib.suppress(DockerException):
                 print(docker.container.logs(container, tail=40), file=sys.stderr)
             for probe in (state.health.log or [])[-3:] if state.health else []:
                 say(f"{service} healthcheck exit {probe.exit_code}: {(probe.output or '').strip()}")
+        return unhealthy
 
 
 def _port_is_free(host_ip: str, port: int) -> bool:

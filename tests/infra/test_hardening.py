@@ -29,11 +29,12 @@ def _declared_and_found(declared: dict, host: dict) -> list[tuple[str, object, o
         pairs.append(("dropped capabilities", sorted(declared["cap_drop"]), sorted(host.get("CapDrop") or [])))
     for option in declared.get("security_opt", []):
         pairs.append((f"security option {option}", True, option in (host.get("SecurityOpt") or [])))
-    if declared.get("pids_limit"):
-        pairs.append(("pids limit", int(declared["pids_limit"]), host.get("PidsLimit")))
     if declared.get("restart"):
         pairs.append(("restart policy", declared["restart"], host["RestartPolicy"]["Name"]))
     limits = declared.get("deploy", {}).get("resources", {}).get("limits", {})
+    pids = declared.get("pids_limit") or limits.get("pids")
+    if pids:
+        pairs.append(("pids limit", int(pids), host.get("PidsLimit")))
     if "memory" in limits:
         pairs.append(("memory limit (bytes)", _bytes(limits["memory"]), host["Memory"]))
     if "cpus" in limits:
@@ -59,7 +60,7 @@ def test_hardened_environment_declares_the_full_set(env_name, hardened_app_servi
         "cap_drop ALL": "ALL" in (declared.get("cap_drop") or []),
         "no-new-privileges": any("no-new-privileges" in o for o in declared.get("security_opt", [])),
         "memory and cpu limits": {"memory", "cpus"} <= set(limits),
-        "pids limit": bool(declared.get("pids_limit")),
+        "pids limit": bool(declared.get("pids_limit") or limits.get("pids")),
         "restart on failure": declared.get("restart") == "on-failure",
     }
     missing = [name for name, present in found.items() if not present]

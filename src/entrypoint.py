@@ -1,0 +1,168 @@
+"""The container entrypoint: `python -m src.entrypoint app|callback [--reload]`.
+
+For `app` it runs the Alembic migrations to head in-process, then replaces itself with
+uvicorn (`os.execvp`) so uvicorn is PID 1 and receives SIGTERM directly. `callback` skips
+the migrations. Every startup problem is reported as one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from src.ports import APP_PORT, CALLBACK_PORT
+from src.settings import SharedSettings, get_settings, get_shared_settings
+
+# The directory holding src/, alembic/ and alembic.ini: /app in the image, the repo on a host.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SOURCE_DIR = PROJECT_ROOT / "src"
+ALEMBIC_INI = PROJECT_ROOT / "alembic.ini"
+
+# Service name -> (ASGI application, port).
+SERVICES: dict[str, tuple[str, int]] = {
+    "app": ("src.main:app", APP_PORT),
+    "callback": ("src.callback:app", CALLBACK_PORT),
+}
+# The container's only job is to serve; listening on every interface is the point.
+LISTEN_HOST = "0.0.0.0"  # noqa: S104
+# Well inside Docker's default 10 s stop timeout, so SIGKILL never cuts a request.
+GRACEFUL_SHUTDOWN_SECONDS = 5
+USAGE = "usage: python -m src.entrypoint app|callback [--reload]"
+
+
+class StartupError(Exception):
+    """A startup problem the operator can fix; printed as one line, exit status 1."""
+
+
+def first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def describe_settings_error(error: ValidationError) -> str:
+    """One line naming every bad or missing setting."""
+    problems = []
+    for item in error.errors():
+        name = ".".join(str(part) for part in item["loc"])
+        problems.append(f"{name}: {item['msg']}" if name else item["msg"])
+    return "; ".join(problems)
+
+
+def uvicorn_argv(
+    service: str, settings: SharedSettings, *, reload: bool, python: str = sys.executable
+) -> list[str]:
+    """The full uvicorn command line for `service` (a pure function of its inputs)."""
+    application, port = SERVICES[service]
+    argv = [
+        python,
+        "-m",
+        "uvicorn",
+        application,
+        "--app-dir",
+        str(PROJECT_ROOT),
+        "--host",
+        LISTEN_HOST,
+        "--port",
+        str(port),
+        "--proxy-headers",
+        "--timeout-graceful-shutdown",
+        str(GRACEFUL_SHUTDOWN_SECONDS),
+    ]
+    if settings.APP_TLS_CERT_FILE is not None and settings.APP_TLS_KEY_FILE is not None:
+        argv += [
+            "--ssl-certfile",
+            str(settings.APP_TLS_CERT_FILE),
+            "--ssl-keyfile",
+            str(settings.APP_TLS_KEY_FILE),
+        ]
+    if settings.APP_DEBUG:
+        argv += ["--log-level", "debug"]
+    if reload:
+        argv += ["--reload", "--reload-dir", str(SOURCE_DIR)]
+    return argv
+
+
+def check_tls_files(settings: SharedSettings) -> None:
+    """Fail with a clear line, not a uvicorn traceback, when a TLS file cannot be read."""
+    for name in ("APP_TLS_CERT_FILE", "APP_TLS_KEY_FILE"):
+        path: Path | None = getattr(settings, name)
+        if path is None:
+            continue
+        if not path.is_file():
+            raise StartupError(
+                f"{name}={path} does not exist; create the dev pair with `nox -s certs` "
+                "and mount it, or unset both TLS variables"
+            )
+        if not os.access(path, os.R_OK):
+            raise StartupError(
+                f"{name}={path} is not readable by uid {os.getuid()}; "
+                "make it readable by that user (e.g. chown it to the container user)"
+            )
+
+
+def run_migrations(alembic_ini: Path = ALEMBIC_INI) -> None:
+    """Upgrade the database to the newest Alembic revision (a no-op when already there)."""
+    if not alembic_ini.is_file():
+        raise StartupError(
+            f"migration failed: {alembic_ini} not found; copy alembic.ini and alembic/ "
+            "next to src/ in the image"
+        )
+    # Imported here: only `app` migrates, and the callback should not pay for Alembic.
+    from alembic import command
+    from alembic.config import Config
+
+    try:
+        command.upgrade(Config(str(alembic_ini)), "head")
+    except Exception as error:
+        raise StartupError(
+            f"migration failed: {type(error).__name__}: {first_line(error)}"
+        ) from error
+
+
+def parse_arguments(arguments: Sequence[str]) -> tuple[str, bool]:
+    """(service, reload) from the command line, or StartupError for a usage mistake."""
+    if not arguments or arguments[0] not in SERVICES:
+        given = repr(arguments[0]) if arguments else "nothing"
+        raise StartupError(f"unknown service {given}; {USAGE}")
+    unknown = [argument for argument in arguments[1:] if argument != "--reload"]
+    if unknown:
+        raise StartupError(f"unknown option {unknown[0]!r}; {USAGE}")
+    return arguments[0], "--reload" in arguments[1:]
+
+
+def main(arguments: Sequence[str] | None = None) -> int:
+    """Prepare and exec the service; returns an exit status only when it cannot start."""
+    arguments = sys.argv[1:] if arguments is None else arguments
+    try:
+        service, reload = parse_arguments(arguments)
+    except StartupError as error:
+        print(f"dashtam: {error}", file=sys.stderr)
+        return 2
+    try:
+        try:
+            # The callback gets only the shared settings: it needs no database credentials.
+            settings = get_settings() if service == "app" else get_shared_settings()
+        except ValidationError as error:
+            raise StartupError(
+                f"invalid settings: {describe_settings_error(error)} "
+                "(set them in the container environment, e.g. env/.env)"
+            ) from error
+        check_tls_files(settings)
+        if service == "app":
+            run_migrations()
+    except StartupError as error:
+        print(f"dashtam: {error}", file=sys.stderr)
+        return 1
+    argv = uvicorn_argv(service, settings, reload=reload)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execvp(argv[0], argv)  # noqa: S606  # fixed argv, no shell: uvicorn takes over PID 1
+    return 1  # only reached when execvp is replaced in a test
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Readiness: can this process reach PostgreSQL and Redis right now?
+
+The checks are plain async functions, handed to the endpoint through `dependency_checks` so
+the unit tests can swap them for fakes with `app.dependency_overrides`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+
+from src.connections import connect_postgres, redis_client
+from src.settings import Settings
+
+DependencyCheck = Callable[[Settings], Awaitable[None]]
+
+UP = "up"
+REASON_MAX_LENGTH = 120
+
+
+async def check_postgres(settings: Settings) -> None:
+    """Raise unless the database accepts a connection and answers `SELECT 1`."""
+
+    def select_one() -> None:
+        connection = connect_postgres(settings)
+        try:
+            connection.run("SELECT 1")
+        finally:
+            connection.close()
+
+    # The driver blocks; a worker thread keeps the event loop serving meanwhile.
+    await asyncio.to_thread(select_one)
+
+
+async def check_redis(settings: Settings) -> None:
+    """Raise unless Redis answers `PING`."""
+    client = redis_client(settings)
+    try:
+        await client.ping()
+    finally:
+        await client.aclose()
+
+
+def dependency_checks() -> dict[str, DependencyCheck]:
+    """The checks `/health/ready` runs, by the name it reports them under."""
+    return {"postgres": check_postgres, "redis": check_redis}
+
+
+def describe_failure(error: BaseException, timeout_seconds: float) -> str:
+    """A short, single-line reason for a failed check."""
+    if isinstance(error, TimeoutError):
+        return f"down: no answer within {timeout_seconds:g}s"
+    message = str(error).strip().splitlines()
+    reason = f"{type(error).__name__}: {message[0]}" if message else type(error).__name__
+    if len(reason) > REASON_MAX_LENGTH:
+        reason = reason[: REASON_MAX_LENGTH - 1] + "…"
+    return f"down: {reason}"
+
+
+async def probe(check: DependencyCheck, settings: Settings) -> str:
+    """Run one check bounded by DEPENDENCY_TIMEOUT_SECONDS; "up" or "down: <reason>"."""
+    timeout_seconds = settings.DEPENDENCY_TIMEOUT_SECONDS
+    try:
+        await asyncio.wait_for(check(settings), timeout=timeout_seconds)
+    except Exception as error:  # any failure means "not ready"; the reason says which
+        return describe_failure(error, timeout_seconds)
+    return UP
+
+
+async def run_checks(checks: Mapping[str, DependencyCheck], settings: Settings) -> dict[str, str]:
+    """Run all checks concurrently; name -> "up" or "down: <reason>"."""
+    names = list(checks)
+    results = await asyncio.gather(*(probe(checks[name], settings) for name in names))
+    return dict(zip(names, results, strict=True))

@@ -1,0 +1,175 @@
+"""The container entrypoint: the uvicorn command line, migrations first, one-line failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import alembic.command
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from src import entrypoint
+from src.ports import APP_PORT, CALLBACK_PORT
+from src.settings import get_settings
+
+pytestmark = pytest.mark.usefixtures("settings_environment")
+
+
+def option(argv: list[str], name: str) -> str | None:
+    """The value after `name` in argv, or None when the option is absent."""
+    return argv[argv.index(name) + 1] if name in argv else None
+
+
+@pytest.fixture
+def exec_calls(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """Records what the entrypoint would exec instead of replacing the test process."""
+    calls: list[list[str]] = []
+    monkeypatch.setattr(entrypoint.os, "execvp", lambda file, argv: calls.append(list(argv)))
+    return calls
+
+
+@pytest.fixture
+def upgrades(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Records Alembic upgrades (config file, revision) instead of touching a database."""
+    calls: list[tuple[str, str]] = []
+    monkeypatch.setattr(
+        alembic.command,
+        "upgrade",
+        lambda config, revision: calls.append((config.config_file_name, revision)),
+    )
+    return calls
+
+
+@pytest.fixture
+def tls_files(settings_environment, tmp_path: Path) -> tuple[Path, Path]:
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert.write_text("certificate")
+    key.write_text("key")
+    settings_environment.setenv("APP_TLS_CERT_FILE", str(cert))
+    settings_environment.setenv("APP_TLS_KEY_FILE", str(key))
+    return cert, key
+
+
+@pytest.mark.parametrize(
+    ("service", "application", "port"),
+    [("app", "src.main:app", APP_PORT), ("callback", "src.callback:app", CALLBACK_PORT)],
+    ids=["app serves src.main on 8000", "callback serves src.callback on 8182"],
+)
+def test_uvicorn_serves_the_service_on_its_port(service: str, application: str, port: int) -> None:
+    argv = entrypoint.uvicorn_argv(service, get_settings(), reload=False, python="python")
+    assert argv[:4] == ["python", "-m", "uvicorn", application]
+    assert option(argv, "--port") == str(port)
+    assert option(argv, "--host") == entrypoint.LISTEN_HOST
+    assert "--proxy-headers" in argv
+    assert option(argv, "--timeout-graceful-shutdown") == "5"
+
+
+def test_uvicorn_serves_plain_http_when_no_tls_files_are_set() -> None:
+    argv = entrypoint.uvicorn_argv("app", get_settings(), reload=False)
+    assert "--ssl-certfile" not in argv
+    assert "--ssl-keyfile" not in argv
+
+
+def test_uvicorn_serves_https_with_the_configured_tls_files(tls_files) -> None:
+    cert, key = tls_files
+    argv = entrypoint.uvicorn_argv("callback", get_settings(), reload=False)
+    assert option(argv, "--ssl-certfile") == str(cert)
+    assert option(argv, "--ssl-keyfile") == str(key)
+
+
+@pytest.mark.parametrize("reload", [True, False], ids=["with --reload", "without --reload"])
+def test_uvicorn_watches_only_the_source_folder_when_reloading(reload: bool) -> None:
+    argv = entrypoint.uvicorn_argv("app", get_settings(), reload=reload)
+    assert ("--reload" in argv) is reload
+    assert option(argv, "--reload-dir") == (str(entrypoint.SOURCE_DIR) if reload else None)
+
+
+def test_the_alembic_config_sits_next_to_the_package() -> None:
+    assert entrypoint.ALEMBIC_INI.is_file()
+    assert (entrypoint.PROJECT_ROOT / "alembic" / "env.py").is_file()
+
+
+def test_app_migrates_to_head_and_then_execs_uvicorn(exec_calls, upgrades) -> None:
+    assert entrypoint.main(["app"]) == 1  # only returns because execvp is a recorder here
+    assert upgrades == [(str(entrypoint.ALEMBIC_INI), "head")]
+    assert exec_calls == [entrypoint.uvicorn_argv("app", get_settings(), reload=False)]
+
+
+def test_callback_starts_without_migrating(exec_calls, upgrades) -> None:
+    entrypoint.main(["callback", "--reload"])
+    assert upgrades == []
+    assert exec_calls == [entrypoint.uvicorn_argv("callback", get_settings(), reload=True)]
+
+
+def test_a_failed_migration_prints_one_line_and_exits_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], exec_calls
+) -> None:
+    def refuse(_config, _revision) -> None:
+        raise OperationalError(
+            "SELECT 1", {}, Exception('password authentication failed for user "dashtam"\nmore')
+        )
+
+    monkeypatch.setattr(alembic.command, "upgrade", refuse)
+    assert entrypoint.main(["app"]) == 1
+    stderr = capsys.readouterr().err
+    assert stderr.count("\n") == 1, stderr
+    assert stderr.startswith("dashtam: migration failed: OperationalError: ")
+    assert "password authentication failed" in stderr
+    assert "Traceback" not in stderr
+    assert exec_calls == []
+
+
+def test_a_missing_alembic_ini_is_named_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(entrypoint.StartupError, match=r"alembic\.ini not found"):
+        entrypoint.run_migrations(tmp_path / "alembic.ini")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ([], "unknown service nothing"),
+        (["web"], "unknown service 'web'"),
+        (["app", "--reloa"], "unknown option '--reloa'"),
+    ],
+    ids=["no service", "an unknown service", "an unknown option"],
+)
+def test_a_usage_mistake_prints_one_line_and_exits_2(
+    capsys: pytest.CaptureFixture[str], exec_calls, arguments: list[str], message: str
+) -> None:
+    assert entrypoint.main(arguments) == 2
+    stderr = capsys.readouterr().err
+    assert stderr.count("\n") == 1, stderr
+    assert message in stderr
+    assert "usage: python -m src.entrypoint app|callback [--reload]" in stderr
+    assert exec_calls == []
+
+
+def test_missing_settings_are_named_in_one_line(
+    settings_environment, capsys: pytest.CaptureFixture[str], exec_calls, upgrades
+) -> None:
+    settings_environment.delenv("POSTGRES_PASSWORD")
+    assert entrypoint.main(["app"]) == 1
+    stderr = capsys.readouterr().err
+    assert stderr.count("\n") == 1, stderr
+    assert "dashtam: invalid settings: POSTGRES_PASSWORD: Field required" in stderr
+    assert upgrades == []
+    assert exec_calls == []
+
+
+def test_the_callback_starts_without_database_credentials(settings_environment, exec_calls) -> None:
+    for name in ("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"):
+        settings_environment.delenv(name)
+    entrypoint.main(["callback"])
+    assert len(exec_calls) == 1
+
+
+def test_a_missing_tls_file_is_named_before_uvicorn_starts(
+    tls_files, capsys: pytest.CaptureFixture[str], exec_calls, upgrades
+) -> None:
+    cert, _key = tls_files
+    cert.unlink()
+    assert entrypoint.main(["app"]) == 1
+    stderr = capsys.readouterr().err
+    assert f"APP_TLS_CERT_FILE={cert} does not exist" in stderr
+    assert upgrades == []
+    assert exec_calls == []

@@ -1,0 +1,99 @@
+"""The image's HEALTHCHECK command: scheme and port choice, exit statuses, one-line output."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from src import healthcheck
+from src.ports import APP_PORT, CALLBACK_PORT, SERVICE_PORTS
+from src.settings import Settings
+
+pytestmark = pytest.mark.usefixtures("settings_environment")
+
+
+@pytest.mark.parametrize(
+    ("service", "environ", "url"),
+    [
+        ("app", {}, f"http://127.0.0.1:{APP_PORT}/health"),
+        ("app", {"APP_TLS_CERT_FILE": ""}, f"http://127.0.0.1:{APP_PORT}/health"),
+        ("app", {"APP_TLS_CERT_FILE": "/certs/tls.crt"}, f"https://127.0.0.1:{APP_PORT}/health"),
+        ("callback", {}, f"http://127.0.0.1:{CALLBACK_PORT}/health"),
+        (
+            "callback",
+            {"APP_TLS_CERT_FILE": "/certs/tls.crt"},
+            f"https://127.0.0.1:{CALLBACK_PORT}/health",
+        ),
+    ],
+    ids=[
+        "app without tls uses http",
+        "app with an empty tls variable uses http",
+        "app with tls uses https",
+        "callback without tls uses http",
+        "callback with tls uses https",
+    ],
+)
+def test_the_healthcheck_uses_the_scheme_and_port_the_server_serves(
+    service: str, environ: dict[str, str], url: str
+) -> None:
+    assert healthcheck.health_url(service, environ) == url
+
+
+def test_the_healthcheck_reads_the_same_tls_variable_as_the_settings() -> None:
+    assert healthcheck.TLS_CERT_VARIABLE in Settings.model_fields
+
+
+def test_the_healthcheck_does_not_verify_its_own_self_signed_certificate() -> None:
+    context = healthcheck.loopback_tls_context()
+    assert context.verify_mode.name == "CERT_NONE"
+    assert context.check_hostname is False
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "output"),
+    [
+        (200, 0, "healthy: "),
+        (503, 1, "unhealthy: http://127.0.0.1:8000/health answered 503"),
+        (ConnectionRefusedError("[Errno 111] Connection refused"), 1, "did not answer"),
+    ],
+    ids=["200 is healthy", "503 is unhealthy", "no answer is unhealthy"],
+)
+def test_the_healthcheck_exits_0_only_on_200(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    answer: int | Exception,
+    status: int,
+    output: str,
+) -> None:
+    def fetch_status(_url: str) -> int:
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(healthcheck, "fetch_status", fetch_status)
+    assert healthcheck.main(["app"]) == status
+    captured = capsys.readouterr()
+    printed = captured.out + captured.err
+    assert printed.count("\n") == 1, printed
+    assert output in printed
+
+
+@pytest.mark.parametrize("arguments", [[], ["web"], ["app", "callback"]], ids=str)
+def test_a_usage_mistake_is_unhealthy_not_dockers_reserved_status_2(
+    capsys: pytest.CaptureFixture[str], arguments: list[str]
+) -> None:
+    assert healthcheck.main(arguments) == 1
+    assert f"usage: python -m src.healthcheck {'|'.join(SERVICE_PORTS)}" in capsys.readouterr().err
+
+
+def test_the_healthcheck_imports_no_web_framework() -> None:
+    probe = (
+        "import sys, src.healthcheck; "
+        "print(sorted(m for m in ('fastapi', 'pydantic', 'starlette') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
