@@ -1,16 +1,18 @@
 # Operator targets: thin wrappers over the nox sessions (`make help` lists them).
-# Each runs nox from the project's lock file with uv, so nothing but uv and a Docker
-# engine is needed on the host (`make tools` installs uv with pip when it is missing).
+# Each runs nox from the project's lock file with uv. `make verify` and `make test` set up
+# what they need: uv (with pip), and a Docker engine (scripts/install-docker.sh: on
+# Debian/Ubuntu as root it installs and starts one; elsewhere it says what to install).
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
 UV ?= uv
 NOX := $(UV) run --locked --no-default-groups --group pipeline nox
+AIRGAP := $(filter airgap,$(DASHTAM_IMAGE_SOURCE))
 # air-gapped mode builds local stand-ins for the base images first (cached when present).
-AIRGAP_PREP := $(if $(filter airgap,$(DASHTAM_IMAGE_SOURCE)),$(NOX) -s base-images &&,)
+AIRGAP_PREP := $(if $(AIRGAP),$(NOX) -s base-images &&,)
 
-.PHONY: help tools verify test lint build base-images \
+.PHONY: help tools engine verify test lint build base-images \
 	dev-up dev-down dev-restart dev-status dev-logs dev-shell dev-rebuild dev-destroy \
 	test-up test-down test-rebuild
 
@@ -21,10 +23,13 @@ tools: ## Install uv (the one Python tool the host needs) when it is missing
 	@command -v $(UV) >/dev/null || python3 -m pip install --quiet uv \
 	  || { echo "make: cannot install uv; run 'python3 -m pip install uv' and retry." >&2; exit 1; }
 
-verify: tools ## The main job: lint, build every stage, verify every environment
+engine: ## Install and start Docker Engine >= 26 with Compose and Buildx when none answers
+	@bash scripts/install-docker.sh $(if $(AIRGAP),--with-mmdebstrap,)
+
+verify: tools engine ## The main job: lint, build every stage, verify every environment
 	$(AIRGAP_PREP) $(NOX) -s lint build verify
 
-test: tools ## The test suite: unit, lint, build, verify every environment, pipeline integration
+test: tools engine ## The test suite: unit, lint, build, verify every environment, pipeline integration
 	$(AIRGAP_PREP) $(NOX) -s tests lint build verify integration
 
 lint: tools ## Lint Dockerfile, YAML, compose configs, workflows and env files
@@ -34,6 +39,7 @@ build: tools ## Build all five stages
 	$(AIRGAP_PREP) $(NOX) -s build
 
 base-images: tools ## Build the air-gapped stand-ins for the upstream base images
+	@bash scripts/install-docker.sh --with-mmdebstrap
 	$(NOX) -s base-images
 
 dev-up: tools ## Start the dev stack (creates env/.env.dev from the template on first use)

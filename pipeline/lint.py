@@ -1147,8 +1147,37 @@ def check_container_security(root: Path = ROOT) -> list[Finding]:
 
 Check = Callable[[Path], list[Finding]]
 
+# ---------------------------------------------------------------- 8. Shell scripts
+
+SHELLCHECK_LINE = re.compile(r"^(?P<path>.+?):(?P<line>\d+):\d+: (?P<level>\w+): (?P<message>.*)$")
+
+
+def check_shell_scripts(root: Path = ROOT) -> list[Finding]:
+    """shellcheck (every severity) on the installer, CI entry point and image entrypoints."""
+    scripts = sorted(
+        path.relative_to(root).as_posix()
+        for pattern in ("scripts/*.sh", ".ci/run", "docker/base-images/*/*.sh")
+        for path in root.glob(pattern)
+    )
+    if not scripts:
+        return []
+    shellcheck = _tool("shellcheck")
+    if shellcheck is None:
+        return [_missing_tool("shellcheck", scripts[0])]
+    result = _run([shellcheck, "--format", "gcc", "--severity", "style", *scripts], root)
+    findings = []
+    for line in result.stdout.splitlines():
+        match = SHELLCHECK_LINE.match(line)
+        if match:
+            findings.append(
+                Finding(match["path"], int(match["line"]), f"{match['message']} (shellcheck)")
+            )
+    return findings
+
+
 CHECKS: tuple[tuple[str, Check], ...] = (
     ("dockerfiles", check_dockerfiles),
+    ("shell scripts", check_shell_scripts),
     ("yaml", check_yaml),
     ("compose config", check_compose_config),
     ("workflows", check_workflows),

@@ -4,7 +4,7 @@
 # Idempotent: when an engine already answers it only prints the versions.
 set -euo pipefail
 
-readonly USAGE="usage: scripts/install-docker.sh [--help]   (env: DOCKERD_LOG=/var/log/dockerd.log DOCKERD_TIMEOUT=60)"
+readonly USAGE="usage: scripts/install-docker.sh [--with-mmdebstrap] [--help]   (env: DOCKERD_LOG=/var/log/dockerd.log DOCKERD_TIMEOUT=60)"
 readonly MIN_ENGINE_MAJOR=26
 readonly NEWER_SUITE=trixie # Debian 13: the first Debian release whose docker.io is >= 26
 readonly DOCKERD_LOG=${DOCKERD_LOG:-/var/log/dockerd.log}
@@ -46,6 +46,7 @@ start_engine() {
 # The Debian mirror the host's apt sources already name for its own release.
 configured_debian_mirror() {
   local codename=$1
+  # shellcheck disable=SC2016 # $(REPO_URI) and friends are apt's placeholders, not shell
   apt-get indextargets --format '$(REPO_URI) $(CODENAME) $(IDENTIFIER)' \
     | awk -v c="$codename" '$2 == c && $3 == "Packages" {print $1; exit}'
 }
@@ -74,14 +75,14 @@ install_from_newer_debian() {
 }
 
 install_engine() {
-  [ "$(id -u)" -eq 0 ] || {
+  if [ "$(id -u)" -ne 0 ]; then
     echo "install-docker: no Docker engine answers and this is not root." >&2
     die "run this script with sudo, or install Docker Engine >= $MIN_ENGINE_MAJOR with Compose v2 and Buildx yourself (https://docs.docker.com/engine/install/)."
-  }
-  command -v apt-get >/dev/null 2>&1 && [ -r /etc/os-release ] || {
+  fi
+  if ! command -v apt-get >/dev/null 2>&1 || [ ! -r /etc/os-release ]; then
     echo "install-docker: this is not a Debian or Ubuntu system with apt; no engine was installed." >&2
     die "install Docker Engine >= $MIN_ENGINE_MAJOR with Compose v2 and Buildx (Docker Desktop on macOS), then rerun."
-  }
+  fi
   # shellcheck source=/dev/null
   . /etc/os-release
   DEBIAN_FRONTEND=noninteractive apt-get update -qq \
@@ -100,12 +101,29 @@ install_engine() {
   fi
 }
 
+# Air-gapped mode builds its base images from a Debian root filesystem made by mmdebstrap.
+install_mmdebstrap() {
+  command -v mmdebstrap >/dev/null 2>&1 && return
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    die "mmdebstrap is missing; install it (apt-get install mmdebstrap) as root, then rerun."
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mmdebstrap >/dev/null \
+    || die "apt-get could not install mmdebstrap; check your apt sources, then rerun."
+  echo "installed mmdebstrap (for air-gapped base images)"
+}
+
 main() {
+  local with_mmdebstrap=false
   case "${1:-}" in
     -h|--help) echo "$USAGE"; exit 0 ;;
+    --with-mmdebstrap) with_mmdebstrap=true ;;
     "") ;;
     *) echo "$USAGE" >&2; exit 2 ;;
   esac
+  if "$with_mmdebstrap"; then
+    install_mmdebstrap
+  fi
   if engine_answers; then
     print_versions
     exit 0
