@@ -20,8 +20,8 @@ from nox.command import CommandFailed
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from pipeline.environments import ENVIRONMENTS, STAGES  # noqa: E402
-from pipeline.errors import PipelineError  # noqa: E402
+from pipeline.environments import ENVIRONMENTS, STAGES
+from pipeline.errors import PipelineError
 
 # python-on-whales logs every docker command at INFO; the build output says enough.
 logging.getLogger("python_on_whales").setLevel(logging.WARNING)
@@ -37,11 +37,17 @@ ENVIRONMENT_PARAMS = [nox.param(name, id=name) for name in ENVIRONMENTS]
 
 def install_groups(session: nox.Session, *groups: str, project: bool = False) -> None:
     """Install exactly the lock file's groups into the session's venv."""
-    selection = [f"--group={group}" for group in groups] if project else [
-        f"--only-group={group}" for group in groups
-    ]
+    selection = (
+        [f"--group={group}" for group in groups]
+        if project
+        else [f"--only-group={group}" for group in groups]
+    )
     session.run_install(
-        "uv", "sync", "--locked", "--no-default-groups", *selection,
+        "uv",
+        "sync",
+        "--locked",
+        "--no-default-groups",
+        *selection,
         env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
     )
 
@@ -86,8 +92,15 @@ def verify(session: nox.Session, environment: str) -> None:
     def run_checks(test_env: dict[str, str], junit) -> bool:
         try:
             session.run(
-                "pytest", "tests/infra", f"--junitxml={junit}", "-o", "junit_family=xunit1",
-                "-p", "no:cacheprovider", *pytest_args, env=test_env,
+                "pytest",
+                "tests/infra",
+                f"--junitxml={junit}",
+                "-o",
+                "junit_family=xunit1",
+                "-p",
+                "no:cacheprovider",
+                *pytest_args,
+                env=test_env,
             )
         except CommandFailed:
             return False
@@ -108,7 +121,7 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def integration(session: nox.Session) -> None:
-    """Test the pipeline itself on real Docker: stand-ins, self-test, faults, teardown, bad input."""
+    """Test the pipeline on real Docker: stand-ins, self-test, faults, teardown, bad input."""
     install_groups(session, "dev", "pipeline", project=True)
     session.run("pytest", "tests/pipeline", *session.posargs)
 

@@ -86,7 +86,6 @@ class Environment:
         return "https" if self.tls else "http"
 
 
-
 ENVIRONMENTS: dict[str, Environment] = {
     environment.name: environment
     for environment in (

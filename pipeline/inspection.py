@@ -14,7 +14,7 @@ PROCESSES_SCRIPT = (
     "self=$$; for d in /proc/[0-9]*; do p=${d#/proc/}; "
     '[ "$p" = "$self" ] && continue; [ -r $d/status ] || continue; '
     "awk -v p=$p -v s=$self '/^Name:/{n=$2} /^PPid:/{pp=$2} /^Uid:/{u=$2} /^Gid:/{g=$2} "
-    "END{if (n != \"\" && pp != s) print p, u, g, n}' $d/status 2>/dev/null; done"
+    'END{if (n != "" && pp != s) print p, u, g, n}\' $d/status 2>/dev/null; done'
 )
 # Both socket tables; IPv6 may be absent in a container without it.
 LISTENING_SCRIPT = "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null"

@@ -7,8 +7,10 @@ import os
 import shlex
 import subprocess
 
-from pipeline import images, stack as stacks
-from pipeline.environments import ROOT, environment as environment_named
+from pipeline import images
+from pipeline import stack as stacks
+from pipeline.environments import ROOT
+from pipeline.environments import environment as environment_named
 from pipeline.errors import PipelineError
 
 
@@ -28,7 +30,9 @@ def down(environment_name: str, *, delete_volumes: bool = False) -> None:
     stack = stacks.operator_stack(environment)
     if delete_volumes:
         volumes = stack.leftovers()["volumes"]
-        stacks.say(f"WARNING: deleting the data volumes of {stack.project}: {', '.join(volumes) or 'none'}")
+        stacks.say(
+            f"WARNING: deleting the data volumes of {stack.project}: {', '.join(volumes) or 'none'}"
+        )
     stack.down(remove_volumes=delete_volumes)
     kept = stack.leftovers()["volumes"]
     if kept:
@@ -74,5 +78,9 @@ def shell(environment_name: str, service: str) -> None:
     stack = stacks.operator_stack(environment_named(environment_name))
     container = stack.container(service)
     if not container.state.running:
-        raise PipelineError(f"{stack.project}: {service} is not running; start it with `make {environment_name}-up`.")
-    os.execvp("docker", ["docker", "exec", "-it", container.id, "sh"])
+        raise PipelineError(
+            f"{stack.project}: {service} is not running; "
+            f"start it with `nox -s 'up({environment_name})'`."
+        )
+    # Replace this process: the shell owns the terminal until the user leaves it.
+    os.execvp("docker", ["docker", "exec", "-it", container.id, "sh"])  # noqa: S606

@@ -11,7 +11,12 @@ from python_on_whales import docker
 from python_on_whales.exceptions import DockerException
 
 from pipeline.environments import REPORTS
-from pipeline.inspection import LISTENING_SCRIPT, PROCESSES_SCRIPT, parse_listening_ports, parse_processes
+from pipeline.inspection import (
+    LISTENING_SCRIPT,
+    PROCESSES_SCRIPT,
+    parse_listening_ports,
+    parse_processes,
+)
 from pipeline.stack import Stack
 
 
@@ -69,7 +74,8 @@ def container_facts(stack: Stack) -> list[ContainerFacts]:
                 user=f"{pid1.uid}:{pid1.gid} ({pid1.name})" if pid1 else "unknown",
                 health=(state.health.status if state.health else state.status) or "unknown",
                 listening=", ".join(
-                    str(p) for p in sorted(parse_listening_ports(_exec(container, LISTENING_SCRIPT)))
+                    str(p)
+                    for p in sorted(parse_listening_ports(_exec(container, LISTENING_SCRIPT)))
                 ),
                 memory=memory_by_name.get(container.name, "n/a"),
             )
@@ -81,13 +87,18 @@ def read_junit(path: Path) -> list[CheckResult]:
     if not path.is_file():
         return []
     results = []
-    for case in ElementTree.parse(path).getroot().iter("testcase"):
+    # Our own pytest wrote this file moments ago: trusted input.
+    for case in ElementTree.parse(path).getroot().iter("testcase"):  # noqa: S314
         outcome, message = "passed", ""
         for tag in ("failure", "error", "skipped"):
             element = case.find(tag)
             if element is not None:
                 outcome = "skipped" if tag == "skipped" else "failed"
-                message = (element.get("message") or "").splitlines()[0][:200] if element.get("message") else ""
+                message = (
+                    (element.get("message") or "").splitlines()[0][:200]
+                    if element.get("message")
+                    else ""
+                )
                 break
         results.append(
             CheckResult(case.get("name", "?"), outcome, float(case.get("time", 0) or 0), message)
@@ -95,7 +106,9 @@ def read_junit(path: Path) -> list[CheckResult]:
     return results
 
 
-def render_summary(environment_name: str, facts: list[ContainerFacts], checks: list[CheckResult]) -> str:
+def render_summary(
+    environment_name: str, facts: list[ContainerFacts], checks: list[CheckResult]
+) -> str:
     passed = sum(check.outcome == "passed" for check in checks)
     failed = [check for check in checks if check.outcome == "failed"]
     skipped = sum(check.outcome == "skipped" for check in checks)
@@ -108,7 +121,9 @@ def render_summary(environment_name: str, facts: list[ContainerFacts], checks: l
         "| service | user (PID 1) | health | listening TCP | memory / limit |",
         "|---|---|---|---|---|",
     ]
-    lines += [f"| {f.service} | {f.user} | {f.health} | {f.listening} | {f.memory} |" for f in facts]
+    lines += [
+        f"| {f.service} | {f.user} | {f.health} | {f.listening} | {f.memory} |" for f in facts
+    ]
     lines += ["", "| check | result | seconds |", "|---|---|---:|"]
     for check in checks:
         mark = {"passed": "pass", "failed": "**FAIL**", "skipped": "skip"}[check.outcome]

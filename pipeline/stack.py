@@ -49,7 +49,7 @@ def ensure_env_file(environment: Environment) -> Path:
     if environment.env_file_origin == "template" and environment.template_file:
         shutil.copyfile(environment.template_file, env_file)
         env_file.chmod(0o600)
-        say(f"created {relative} from {environment.template_file.relative_to(ROOT)}; edit it to taste.")
+        say(f"created {relative} from {_shown(environment.template_file)}; edit it to taste.")
         return env_file
     if environment.env_file_origin == "committed":
         raise PipelineError(f"{relative} is missing; restore it with `git checkout -- {relative}`.")
@@ -120,9 +120,7 @@ class Stack:
     def compose_command(self) -> str:
         """The plain `docker compose` command line that reaches this stack."""
         files = " ".join(f"--env-file {_shown(path)}" for path in self.env_files)
-        return (
-            f"docker compose -p {self.project} -f {_shown(self.compose_file)} {files}"
-        )
+        return f"docker compose -p {self.project} -f {_shown(self.compose_file)} {files}"
 
     def config(self) -> dict:
         try:
@@ -160,28 +158,36 @@ class Stack:
                 wait=True,
                 wait_timeout=WAIT_TIMEOUT_SECONDS,
                 # Air-gapped: a missing image is named by the preflight, never pulled.
-                pull="never" if image_sources.selected_source() == image_sources.AIRGAP else "missing",
+                pull="never"
+                if image_sources.selected_source() == image_sources.AIRGAP
+                else "missing",
             )
         except DockerException as error:
             unhealthy = self.print_unhealthy()
             if unhealthy:
                 raise PipelineError(
                     f"{self.project}: {', '.join(unhealthy)} did not become healthy "
-                    f"(waited up to {WAIT_TIMEOUT_SECONDS} s); the logs and health log above say why."
+                    f"(waited up to {WAIT_TIMEOUT_SECONDS} s); "
+                    "the logs and health log above say why."
                 ) from None
             raise PipelineError(_compose_error(self, error)) from None
 
     def down(self, *, remove_volumes: bool) -> None:
         with contextlib.suppress(DockerException):
             self.client.compose.down(
-                volumes=remove_volumes, remove_orphans=True, timeout=STOP_TIMEOUT_SECONDS, quiet=True
+                volumes=remove_volumes,
+                remove_orphans=True,
+                timeout=STOP_TIMEOUT_SECONDS,
+                quiet=True,
             )
         if self.owns_env_file:
             self.env_file.unlink(missing_ok=True)
         self.variables_file.unlink(missing_ok=True)
 
     def containers(self) -> list:
-        return docker.container.list(all=True, filters=[("label", f"{PROJECT_LABEL}={self.project}")])
+        return docker.container.list(
+            all=True, filters=[("label", f"{PROJECT_LABEL}={self.project}")]
+        )
 
     def container(self, service: str):
         for container in self.containers():
@@ -208,7 +214,10 @@ class Stack:
                 continue
             service = container.config.labels.get("com.docker.compose.service", container.name)
             unhealthy.append(service)
-            say(f"{service} is {health or state.status} (exit code {state.exit_code}); its last logs:")
+            say(
+                f"{service} is {health or state.status} "
+                f"(exit code {state.exit_code}); its last logs:"
+            )
             with contextlib.suppress(DockerException):
                 print(docker.container.logs(container, tail=40), file=sys.stderr)
             for probe in (state.health.log or [])[-3:] if state.health else []:

@@ -8,8 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline import images, reports, stack as stacks
-from pipeline.environments import REPORTS, environment as environment_named
+from pipeline import images, reports
+from pipeline import stack as stacks
+from pipeline.environments import REPORTS
+from pipeline.environments import environment as environment_named
 from pipeline.errors import PipelineError
 
 # What the testinfra suite reads to find the stack it checks.
@@ -78,13 +80,17 @@ def verify(
         previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             if keep:
-                stacks.say(f"kept {stack.project} up (--keep). Reach it: `{stack.compose_command()} ps`")
+                stacks.say(
+                    f"kept {stack.project} up (--keep). Reach it: `{stack.compose_command()} ps`"
+                )
                 stacks.say(f"remove it: `{stack.compose_command()} down --volumes`")
             else:
                 stack.down(remove_volumes=True)
                 leftovers = {kind: names for kind, names in stack.leftovers().items() if names}
                 if leftovers:
-                    raise PipelineError(f"{stack.project}: teardown left {leftovers}; remove them by hand.")
+                    raise PipelineError(
+                        f"{stack.project}: teardown left {leftovers}; remove them by hand."
+                    )
         finally:
             signal.signal(signal.SIGINT, previous_int)
             signal.signal(signal.SIGTERM, previous_term)

@@ -18,7 +18,13 @@ import pytest
 import testinfra
 
 from pipeline import stack as stacks
-from pipeline.environments import APP_SERVICES, DATA_SERVICES, ENVIRONMENTS, RUNTIME_STAGES, SERVICES
+from pipeline.environments import (
+    APP_SERVICES,
+    DATA_SERVICES,
+    ENVIRONMENTS,
+    RUNTIME_STAGES,
+    SERVICES,
+)
 from pipeline.verification import (
     COMPOSE_FILE_VARIABLE,
     ENV_FILE_VARIABLE,
@@ -75,19 +81,22 @@ class Target:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "docker: needs a Docker engine")
     if not _engine_answers():
-        config._dashtam_target = None  # noqa: SLF001 - pytest's documented way to stash state
+        config._dashtam_target = None
         return
-    config._dashtam_target = Target(config)  # noqa: SLF001
+    config._dashtam_target = Target(config)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config._dashtam_target is not None:  # noqa: SLF001
+    if config._dashtam_target is not None:
         # A check that applies to nothing in this environment is not run, rather than
         # reported as skipped: the report lists what was checked, and nothing is skipped.
         inapplicable = [
             item
             for item in items
-            if any("got empty parameter set" in str(m.kwargs.get("reason", "")) for m in item.iter_markers("skip"))
+            if any(
+                "got empty parameter set" in str(m.kwargs.get("reason", ""))
+                for m in item.iter_markers("skip")
+            )
         ]
         if inapplicable:
             config.hook.pytest_deselected(items=inapplicable)
@@ -102,7 +111,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Parametrize by what the environment really declares, with ids that read well."""
-    target = metafunc.config._dashtam_target  # noqa: SLF001
+    target = metafunc.config._dashtam_target
     name = target.environment.name if target else "none"
     services = target.services if target else list(SERVICES)
     declared = target.config["services"] if target else {}
@@ -139,7 +148,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(scope="session")
 def target(request: pytest.FixtureRequest) -> Target:
-    target = request.config._dashtam_target  # noqa: SLF001
+    target = request.config._dashtam_target
     if target.boots_here:
         target.stack.up()
         request.addfinalizer(lambda: target.stack.down(remove_volumes=True))
@@ -202,4 +211,3 @@ def container_inspect(containers: dict):
         return json.loads(output)[0]
 
     return inspect
-

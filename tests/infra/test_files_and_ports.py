@@ -31,12 +31,21 @@ def writable_declared_targets(service_config: dict) -> set[str]:
 
 
 def test_everything_under_app_is_owned_by_appuser(env_name, app_service, hosts, service_config):
-    prune = sorted(t for t in declared_mount_targets(service_config(app_service)) if t.startswith("/app/"))
+    prune = sorted(
+        t for t in declared_mount_targets(service_config(app_service)) if t.startswith("/app/")
+    )
     prune_expression = " ".join(f"-path {t} -prune -o" for t in prune)
-    found = hosts[app_service]["root"].check_output(
-        f"find /app -xdev {prune_expression} \\( ! -uid {APP_UID} -o ! -gid {APP_GID} \\) -print"
-    ).split()
-    assert not found, mismatch(env_name, app_service, "files under /app not owned by appuser", [], found[:10])
+    found = (
+        hosts[app_service]["root"]
+        .check_output(
+            f"find /app -xdev {prune_expression} "
+            f"\\( ! -uid {APP_UID} -o ! -gid {APP_GID} \\) -print"
+        )
+        .split()
+    )
+    assert not found, mismatch(
+        env_name, app_service, "files under /app not owned by appuser", [], found[:10]
+    )
 
 
 def _mounts(host) -> dict[str, str]:
@@ -48,11 +57,15 @@ def _mounts(host) -> dict[str, str]:
     return mounts
 
 
-def test_writable_paths_are_exactly_the_declared_ones(env_name, read_only_service, hosts, service_config):
+def test_writable_paths_are_exactly_the_declared_ones(
+    env_name, read_only_service, hosts, service_config
+):
     service = read_only_service
     declared = service_config(service)
     mounts = _mounts(hosts[service]["root"])
-    assert mounts["/"].split(",")[0] == "ro", mismatch(env_name, service, "root filesystem", "ro", mounts["/"])
+    assert mounts["/"].split(",")[0] == "ro", mismatch(
+        env_name, service, "root filesystem", "ro", mounts["/"]
+    )
     writable = {
         point
         for point, options in mounts.items()
@@ -61,21 +74,29 @@ def test_writable_paths_are_exactly_the_declared_ones(env_name, read_only_servic
         and not any(point == m or point.startswith(m + "/") for m in _RUNTIME_MOUNTS)
     }
     expected = writable_declared_targets(declared)
-    assert writable == expected, mismatch(env_name, service, "writable paths", sorted(expected), sorted(writable))
+    assert writable == expected, mismatch(
+        env_name, service, "writable paths", sorted(expected), sorted(writable)
+    )
 
 
-def test_declared_writable_paths_are_writable_by_appuser(env_name, read_only_app_service, hosts, service_config):
+def test_declared_writable_paths_are_writable_by_appuser(
+    env_name, read_only_app_service, hosts, service_config
+):
     app_service = read_only_app_service
     declared = service_config(app_service)
     for path in sorted(writable_declared_targets(declared)):
         result = hosts[app_service]["default"].run(f"test -w {path}")
-        assert result.rc == 0, mismatch(env_name, app_service, f"{path} writable by UID {APP_UID}", True, False)
+        assert result.rc == 0, mismatch(
+            env_name, app_service, f"{path} writable by UID {APP_UID}", True, False
+        )
 
 
 def test_listening_ports_are_exactly_the_declared_ones(env_name, service, hosts):
     found = parse_listening_ports(hosts[service]["root"].check_output(LISTENING_SCRIPT))
     expected = {SERVICE_PORTS[service]}
-    assert found == expected, mismatch(env_name, service, "listening TCP ports", sorted(expected), sorted(found))
+    assert found == expected, mismatch(
+        env_name, service, "listening TCP ports", sorted(expected), sorted(found)
+    )
 
 
 def _address(host_ip: str | None) -> str:
@@ -91,12 +112,17 @@ def test_declared_ports_follow_the_environment_policy(env_name, service, target,
     for port in declared:
         if environment.host_bind_address:
             assert port.get("host_ip") == environment.host_bind_address, mismatch(
-                env_name, service, f"host address of port {port['target']}",
-                environment.host_bind_address, _address(port.get("host_ip")),
+                env_name,
+                service,
+                f"host address of port {port['target']}",
+                environment.host_bind_address,
+                _address(port.get("host_ip")),
             )
 
 
-def test_host_bindings_equal_the_declared_ones(env_name, service, service_config, container_inspect):
+def test_host_bindings_equal_the_declared_ones(
+    env_name, service, service_config, container_inspect
+):
     declared = {
         (int(port["target"]), _address(port.get("host_ip")), int(port.get("published") or 0))
         for port in service_config(service).get("ports", [])
@@ -105,8 +131,18 @@ def test_host_bindings_equal_the_declared_ones(env_name, service, service_config
     found = set()
     for container_port, host_bindings in bindings.items():
         for binding in host_bindings or []:
-            found.add((int(container_port.split("/")[0]), _address(binding["HostIp"]), int(binding["HostPort"])))
+            found.add(
+                (
+                    int(container_port.split("/")[0]),
+                    _address(binding["HostIp"]),
+                    int(binding["HostPort"]),
+                )
+            )
     # Port 0 means "Docker picks": any host port matches it.
-    found_loose = {(port, address, 0) if (port, address, 0) in declared else (port, address, host_port)
-                   for port, address, host_port in found}
-    assert found_loose == declared, mismatch(env_name, service, "host port bindings", sorted(declared), sorted(found))
+    found_loose = {
+        (port, address, 0) if (port, address, 0) in declared else (port, address, host_port)
+        for port, address, host_port in found
+    }
+    assert found_loose == declared, mismatch(
+        env_name, service, "host port bindings", sorted(declared), sorted(found)
+    )

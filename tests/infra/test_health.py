@@ -46,13 +46,23 @@ def fetch(target, hosts, container_inspect, service: str, path: str) -> tuple[in
     url = _host_url(target, container_inspect, service, path)
     if url:
         # Verified for real against the dev certificate the stack serves.
-        verify = ssl.create_default_context(cafile=DEV_CERTS / "tls.crt") if target.environment.tls else True
+        verify = (
+            ssl.create_default_context(cafile=DEV_CERTS / "tls.crt")
+            if target.environment.tls
+            else True
+        )
         response = httpx.get(url, verify=verify, timeout=5)
         return response.status_code, response.text, f"host {url}"
     url = f"{target.environment.scheme}://{service}:{SERVICE_PORTS[service]}{path}"
-    result = hosts["app"]["default"].run(f"python -c {shlex.quote(_FETCH_INSIDE)} {shlex.quote(url)}")
+    result = hosts["app"]["default"].run(
+        f"python -c {shlex.quote(_FETCH_INSIDE)} {shlex.quote(url)}"
+    )
     if result.rc != 0:
-        return 0, result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "", f"network {url}"
+        return (
+            0,
+            result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "",
+            f"network {url}",
+        )
     status, _, body = result.stdout.partition("\n")
     return int(status), body, f"network {url}"
 
@@ -60,11 +70,15 @@ def fetch(target, hosts, container_inspect, service: str, path: str) -> tuple[in
 def test_health_endpoint_answers_200(env_name, endpoint, target, hosts, container_inspect):
     service, path = endpoint
     status, body, where = fetch(target, hosts, container_inspect, service, path)
-    assert status == 200, mismatch(env_name, service, f"GET {path} via {where}", 200, f"{status} {body[:200]}")
+    assert status == 200, mismatch(
+        env_name, service, f"GET {path} via {where}", 200, f"{status} {body[:200]}"
+    )
 
 
 def test_readiness_reports_postgres_and_redis_up(env_name, target, hosts, container_inspect):
     status, body, where = fetch(target, hosts, container_inspect, "app", "/health/ready")
     checks = json.loads(body).get("checks", {}) if status == 200 else body
     expected = {"postgres": "up", "redis": "up"}
-    assert checks == expected, mismatch(env_name, "app", f"readiness checks via {where}", expected, checks)
+    assert checks == expected, mismatch(
+        env_name, "app", f"readiness checks via {where}", expected, checks
+    )

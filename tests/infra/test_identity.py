@@ -33,13 +33,17 @@ def test_pid1_runs_as_appuser(env_name, app_service, processes):
 def test_every_process_runs_as_appuser(env_name, app_service, processes):
     found = {(p.uid, p.gid, p.name) for p in processes[app_service]}
     wrong = {entry for entry in found if entry[:2] != (APP_UID, APP_GID)}
-    assert not wrong, mismatch(env_name, app_service, "process uid:gid", (APP_UID, APP_GID), sorted(wrong))
+    assert not wrong, mismatch(
+        env_name, app_service, "process uid:gid", (APP_UID, APP_GID), sorted(wrong)
+    )
 
 
 def test_compose_exec_whoami_prints_appuser(env_name, app_service, target):
     command = [*shlex.split(target.stack.compose_command()), "exec", "-T", app_service, "whoami"]
     found = subprocess.run(command, capture_output=True, text=True, check=False).stdout.strip()
-    assert found == APP_USER, mismatch(env_name, app_service, "`compose exec whoami`", APP_USER, found)
+    assert found == APP_USER, mismatch(
+        env_name, app_service, "`compose exec whoami`", APP_USER, found
+    )
 
 
 def test_no_process_runs_as_root(env_name, service, processes):

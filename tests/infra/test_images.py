@@ -27,19 +27,27 @@ _PRIVATE_KEY = re.compile(rb"-----BEGIN ([A-Z ]+ )?PRIVATE KEY-----")
 
 def test_healthcheck_binary_is_in_the_image(env_name, service, container_inspect, hosts):
     test = (container_inspect(service)["Config"].get("Healthcheck") or {}).get("Test") or []
-    assert test and test[0] in ("CMD", "CMD-SHELL"), mismatch(env_name, service, "healthcheck", "CMD or CMD-SHELL", test)
+    assert test and test[0] in ("CMD", "CMD-SHELL"), mismatch(
+        env_name, service, "healthcheck", "CMD or CMD-SHELL", test
+    )
     binary = test[1] if test[0] == "CMD" else test[1].split()[0]
     result = hosts[service]["default"].run(f"command -v {binary}")
-    assert result.rc == 0, mismatch(env_name, service, f"healthcheck binary {binary!r}", "present", "missing")
+    assert result.rc == 0, mismatch(
+        env_name, service, f"healthcheck binary {binary!r}", "present", "missing"
+    )
 
 
-def test_exposed_ports_are_the_declared_ones(env_name, service, container_inspect, image_config, target):
+def test_exposed_ports_are_the_declared_ones(
+    env_name, service, container_inspect, image_config, target
+):
     image_id = container_inspect(service)["Image"]
     found = set(image_config(image_id)["Config"].get("ExposedPorts") or {})
     # An image exposes the ports of every service this environment runs from it.
     sharing = [other for other in target.services if container_inspect(other)["Image"] == image_id]
     expected = {f"{SERVICE_PORTS[other]}/tcp" for other in sharing}
-    assert found == expected, mismatch(env_name, service, "image ExposedPorts", sorted(expected), sorted(found))
+    assert found == expected, mismatch(
+        env_name, service, "image ExposedPorts", sorted(expected), sorted(found)
+    )
 
 
 def _dev_only_packages() -> set[str]:
@@ -56,14 +64,20 @@ def test_runtime_image_ships_no_build_or_dev_tools(env_name, runtime_stage):
         f"for tool in {' '.join(COMPILERS)} uv uvx; do command -v $tool; done; "
         "ls -d /app/tests 2>/dev/null; "
         "python -c \"import importlib.metadata as m; print('\\n'.join(d.metadata['Name'].lower() "
-        "for d in m.distributions()))\""
+        'for d in m.distributions()))"'
     )
     output = subprocess.run(
         ["docker", "run", "--rm", "--entrypoint", "sh", reference, "-c", probe],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
-    found = [entry for entry in output if entry.startswith("/")] + sorted(_dev_only_packages() & set(output))
-    assert not found, mismatch(env_name, stage_image, "compilers, uv, tests or dev packages", [], found)
+    found = [entry for entry in output if entry.startswith("/")] + sorted(
+        _dev_only_packages() & set(output)
+    )
+    assert not found, mismatch(
+        env_name, stage_image, "compilers, uv, tests or dev packages", [], found
+    )
 
 
 @pytest.fixture(scope="session")
@@ -77,26 +91,37 @@ def layer_findings():
         if reference in cache:
             return cache[reference]
         findings = []
-        saved = subprocess.run(["docker", "image", "save", reference], capture_output=True, check=True).stdout
+        saved = subprocess.run(
+            ["docker", "image", "save", reference], capture_output=True, check=True
+        ).stdout
         with tarfile.open(fileobj=io.BytesIO(saved)) as image_tar:
             for member in image_tar.getmembers():
-                if not member.isfile() or not (member.name.endswith(".tar") or "/blobs/" in member.name):
+                if not member.isfile() or not (
+                    member.name.endswith(".tar") or "/blobs/" in member.name
+                ):
                     continue
                 blob = image_tar.extractfile(member).read()
-                try:
-                    layer = tarfile.open(fileobj=io.BytesIO(blob))
-                except tarfile.TarError:
+                if not tarfile.is_tarfile(io.BytesIO(blob)):
                     continue  # a config or manifest blob, not a layer
-                with layer:
+                with tarfile.open(fileobj=io.BytesIO(blob)) as layer:
                     for entry in layer.getmembers():
                         name = entry.name.removeprefix("./")
-                        if _FORBIDDEN_PATH.search(name) and not name.startswith(("usr/", "etc/ssl/")):
+                        if _FORBIDDEN_PATH.search(name) and not name.startswith(
+                            ("usr/", "etc/ssl/")
+                        ):
                             findings.append(name)
-                        if entry.isfile() and 0 < entry.size < 5_000_000 and not name.startswith("usr/"):
+                        if (
+                            entry.isfile()
+                            and 0 < entry.size < 5_000_000
+                            and not name.startswith("usr/")
+                        ):
                             content = layer.extractfile(entry).read()
                             if _PRIVATE_KEY.search(content):
                                 findings.append(f"{name} (private key)")
-                            if bundle_digest and hashlib.sha256(content).hexdigest() == bundle_digest:
+                            if (
+                                bundle_digest
+                                and hashlib.sha256(content).hexdigest() == bundle_digest
+                            ):
                                 findings.append(f"{name} (the build's CA bundle)")
         cache[reference] = findings
         return findings
@@ -107,15 +132,23 @@ def layer_findings():
 def test_no_secret_in_any_layer(env_name, stage_image, layer_findings):
     reference = f"{image_name(stage_image)}:latest"
     found = layer_findings(reference)
-    assert not found, mismatch(env_name, stage_image, "env files, keys, .git or CA bundle in layers", [], found[:10])
+    assert not found, mismatch(
+        env_name, stage_image, "env files, keys, .git or CA bundle in layers", [], found[:10]
+    )
 
 
 def test_build_secrets_stay_out_of_history_and_config(env_name, stage_image, image_config):
     reference = f"{image_name(stage_image)}:latest"
     history = subprocess.run(
         ["docker", "image", "history", "--no-trunc", "--format", "{{.CreatedBy}}", reference],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     config = str(image_config(reference)["Config"])
-    leaked = [needle for needle in ("BEGIN CERTIFICATE", "PRIVATE KEY", "PASSWORD=") if needle in history + config]
+    leaked = [
+        needle
+        for needle in ("BEGIN CERTIFICATE", "PRIVATE KEY", "PASSWORD=")
+        if needle in history + config
+    ]
     assert not leaked, mismatch(env_name, stage_image, "secrets in history or config", [], leaked)
