@@ -122,6 +122,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         "service": services,
         "app_service": ours,
         "data_store": [s for s in services if s in DATA_SERVICES],
+        "redis_service": [s for s in services if s == "redis"],
         "read_only_service": read_only,
         "read_only_app_service": [s for s in read_only if s in APP_SERVICES],
         "tls_app_service": ours if environment and environment.tls else [],

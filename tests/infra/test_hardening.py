@@ -121,3 +121,9 @@ def test_tls_private_key_is_private_and_readable_by_appuser(
     assert readable, mismatch(
         env_name, app_service, f"{key} readable by the service user", True, False
     )
+
+
+def test_redis_refuses_commands_without_the_password(env_name, redis_service, hosts):
+    # The container carries REDISCLI_AUTH for its healthcheck; this client goes without it.
+    reply = hosts[redis_service]["default"].check_output("env -u REDISCLI_AUTH redis-cli ping")
+    assert "NOAUTH" in reply, mismatch(env_name, "redis", "unauthenticated PING", "NOAUTH", reply)
