@@ -50,30 +50,30 @@ def require_engine() -> str:
     return version
 
 
-def require_compose() -> str:
-    result = _docker("compose", "version", "--short")
+def _require_plugin(name: str, version_args: tuple[str, ...], minimum: tuple[int, int]) -> str:
+    """A CLI plugin's version; a one-line error when it is missing or older than `minimum`."""
+    result = _docker(*version_args)
     if result.returncode != 0:
-        raise PipelineError(f"Docker Compose v2 is missing (`docker compose`); {INSTALL_HINT}.")
-    version = result.stdout.strip()
-    if _version_tuple(version) < MIN_COMPOSE:
         raise PipelineError(
-            f"Docker Compose {version} is too old (need >= {'.'.join(map(str, MIN_COMPOSE))}); "
+            f"Docker {name} is missing (`docker {version_args[0]}`); {INSTALL_HINT}."
+        )
+    words = result.stdout.split()
+    # `compose version --short` prints the bare version, `buildx version` "github.com/… vX.Y …".
+    version = words[0] if len(words) == 1 else (words[1] if len(words) > 1 else "")
+    if _version_tuple(version) < minimum:
+        raise PipelineError(
+            f"Docker {name} {version} is too old (need >= {'.'.join(map(str, minimum))}); "
             f"{INSTALL_HINT}."
         )
     return version
+
+
+def require_compose() -> str:
+    return _require_plugin("Compose v2", ("compose", "version", "--short"), MIN_COMPOSE)
 
 
 def require_buildx() -> str:
-    result = _docker("buildx", "version")
-    if result.returncode != 0:
-        raise PipelineError(f"Docker Buildx is missing (`docker buildx`); {INSTALL_HINT}.")
-    version = result.stdout.split()[1] if len(result.stdout.split()) > 1 else ""
-    if _version_tuple(version) < MIN_BUILDX:
-        raise PipelineError(
-            f"Docker Buildx {version} is too old (need >= {'.'.join(map(str, MIN_BUILDX))}); "
-            f"{INSTALL_HINT}."
-        )
-    return version
+    return _require_plugin("Buildx", ("buildx", "version"), MIN_BUILDX)
 
 
 def require_lock_file() -> None:
