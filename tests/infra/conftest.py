@@ -24,6 +24,7 @@ from pipeline.environments import (
     ENVIRONMENTS,
     RUNTIME_STAGES,
     SERVICES,
+    image_name,
 )
 from pipeline.verification import (
     COMPOSE_FILE_VARIABLE,
@@ -212,3 +213,28 @@ def container_inspect(containers: dict):
         return json.loads(output)[0]
 
     return inspect
+
+
+@pytest.fixture(scope="session")
+def stage_reference(target: Target):
+    """Stage -> the image reference the stack under test runs it from.
+
+    Read from compose's own `image:` (interpolated, so DASHTAM_IMAGE_TAG counts), never a
+    fixed :latest: the image checks must look at what runs, not at what was built last.
+    """
+
+    def reference(stage: str) -> str:
+        repository = image_name(stage)
+        running = {
+            service["image"]
+            for service in target.config["services"].values()
+            if service.get("image", "").rsplit(":", 1)[0] == repository
+        }
+        if len(running) != 1:
+            pytest.fail(
+                f"[{target.environment.name}] {repository}: image references in compose: "
+                f"expected one, found {sorted(running)}"
+            )
+        return running.pop()
+
+    return reference

@@ -61,8 +61,8 @@ def test_data_store_runs_as_its_own_user(env_name, data_store, processes, hosts)
     assert pid1.uid == uid, mismatch(env_name, store, "PID 1 user", f"{user} ({uid})", pid1.uid)
 
 
-def test_image_configured_user_is_appuser(env_name, stage_image, image_config):
-    configured = image_config(f"{image_name(stage_image)}:latest")["Config"].get("User") or "root"
+def test_image_configured_user_is_appuser(env_name, stage_image, image_config, stage_reference):
+    configured = image_config(stage_reference(stage_image))["Config"].get("User") or "root"
     assert configured in (APP_USER, str(APP_UID), f"{APP_UID}:{APP_GID}"), mismatch(
         env_name, image_name(stage_image), "configured user (Config.User)", APP_USER, configured
     )

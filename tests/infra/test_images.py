@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
 import subprocess
 import tarfile
@@ -12,7 +13,7 @@ import tomllib
 import pytest
 
 from pipeline.ca_bundle import ca_bundle_path
-from pipeline.environments import ROOT, SERVICE_PORTS, image_name
+from pipeline.environments import ROOT, SERVICE_PORTS
 from tests.infra.helpers import mismatch
 
 pytestmark = pytest.mark.docker
@@ -57,9 +58,9 @@ def _dev_only_packages() -> set[str]:
     return dev - runtime
 
 
-def test_runtime_image_ships_no_build_or_dev_tools(env_name, runtime_stage):
+def test_runtime_image_ships_no_build_or_dev_tools(env_name, runtime_stage, stage_reference):
     stage_image = runtime_stage
-    reference = f"{image_name(stage_image)}:latest"
+    reference = stage_reference(stage_image)
     probe = (
         f"for tool in {' '.join(COMPILERS)} uv uvx; do command -v $tool; done; "
         "ls -d /app/tests 2>/dev/null; "
@@ -95,19 +96,21 @@ def layer_findings():
             ["docker", "image", "save", reference], capture_output=True, check=True
         ).stdout
         with tarfile.open(fileobj=io.BytesIO(saved)) as image_tar:
-            for member in image_tar.getmembers():
-                if not member.isfile() or not (
-                    member.name.endswith(".tar") or "/blobs/" in member.name
-                ):
-                    continue
-                blob = image_tar.extractfile(member).read()
-                if not tarfile.is_tarfile(io.BytesIO(blob)):
-                    continue  # a config or manifest blob, not a layer
+            # manifest.json names the layers in both `docker save` formats: <id>/layer.tar
+            # (Docker < 25) and blobs/sha256/<digest> (OCI layout, Docker >= 25).
+            manifest = json.load(image_tar.extractfile("manifest.json"))
+            layers = [path for image in manifest for path in image["Layers"]]
+            if not layers:
+                findings.append("no layer found in `docker image save` (nothing was scanned)")
+            for path in layers:
+                blob = image_tar.extractfile(path).read()
                 with tarfile.open(fileobj=io.BytesIO(blob)) as layer:
                     for entry in layer.getmembers():
                         name = entry.name.removeprefix("./")
+                        # Installed packages ship public CA bundles (certifi's cacert.pem):
+                        # their names are not findings, their contents are still scanned.
                         if _FORBIDDEN_PATH.search(name) and not name.startswith(
-                            ("usr/", "etc/ssl/")
+                            ("usr/", "etc/ssl/", "app/.venv/")
                         ):
                             findings.append(name)
                         if (
@@ -129,16 +132,18 @@ def layer_findings():
     return scan
 
 
-def test_no_secret_in_any_layer(env_name, stage_image, layer_findings):
-    reference = f"{image_name(stage_image)}:latest"
+def test_no_secret_in_any_layer(env_name, stage_image, layer_findings, stage_reference):
+    reference = stage_reference(stage_image)
     found = layer_findings(reference)
     assert not found, mismatch(
         env_name, stage_image, "env files, keys, .git or CA bundle in layers", [], found[:10]
     )
 
 
-def test_build_secrets_stay_out_of_history_and_config(env_name, stage_image, image_config):
-    reference = f"{image_name(stage_image)}:latest"
+def test_build_secrets_stay_out_of_history_and_config(
+    env_name, stage_image, image_config, stage_reference
+):
+    reference = stage_reference(stage_image)
     history = subprocess.run(
         ["docker", "image", "history", "--no-trunc", "--format", "{{.CreatedBy}}", reference],
         capture_output=True,
