@@ -58,7 +58,7 @@ def pipeline_errors(session: nox.Session):
     try:
         yield
     except PipelineError as error:
-        session.error(str(error))
+        session.error(str(error).rstrip("."))  # nox ends the line with its own full stop
 
 
 @nox.session

@@ -24,16 +24,18 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from python_on_whales import ClientNotFoundError, DockerException, Image, docker
+from python_on_whales import DockerException, Image, docker
 
+from pipeline import preflight
 from pipeline.ca_bundle import ca_bundle_secrets
+from pipeline.environments import ROOT
 from pipeline.errors import PipelineError
 from pipeline.image_sources import AIRGAP_ROOTFS, BASE_IMAGES, UV_VERSION, BaseImage
 
 # Debian 13, the release the stable references name; the version tags end the same way.
 DEBIAN_SUITE = "trixie"
 DEBIAN_TAG_SUFFIX = "debian13"
-BASE_IMAGES_DIRECTORY = Path(__file__).resolve().parent.parent / "docker" / "base-images"
+BASE_IMAGES_DIRECTORY = ROOT / "docker" / "base-images"
 # Overrides the mirror read from the host's apt sources (e.g. on a non-Debian host).
 MIRROR_VARIABLE = "DASHTAM_DEBIAN_MIRROR"
 REBUILD_HINT = "then rerun `nox -s base-images`"
@@ -85,7 +87,7 @@ def build_base_images(force: bool = False, progress: bool = True) -> list[BuiltI
     progress: show mmdebstrap and BuildKit output; otherwise it is captured and only a failure
     is reported.
     """
-    require_engine()
+    preflight.require_engine()
     require_local_image_builder()
     if force or not docker.image.exists(AIRGAP_ROOTFS):
         import_debian_rootfs(progress=progress)
@@ -101,7 +103,7 @@ def build_base_images(force: bool = False, progress: bool = True) -> list[BuiltI
 
 def missing_stand_ins() -> list[str]:
     """Stable references of the stand-ins that are not in the local image store."""
-    require_engine()
+    preflight.require_engine()
     return [image.airgap for image in BASE_IMAGES if not docker.image.exists(image.airgap)]
 
 
@@ -113,21 +115,6 @@ def require_stand_ins() -> None:
             f"air-gapped mode: base image {', '.join(missing)} is missing; "
             "run `nox -s base-images` first."
         )
-
-
-def require_engine() -> None:
-    """Stop with a fix line when no Docker engine answers."""
-    try:
-        docker.system.info()
-    except ClientNotFoundError as error:
-        raise PipelineError(
-            "the docker client is not installed; run `scripts/install-docker.sh`, then rerun."
-        ) from error
-    except DockerException as error:
-        raise PipelineError(
-            "no Docker engine answers (`docker info` fails); start it, e.g. with "
-            "`scripts/install-docker.sh`, then rerun."
-        ) from error
 
 
 def require_local_image_builder() -> None:

@@ -83,7 +83,10 @@ def verify(
                 stacks.say(
                     f"kept {stack.project} up (--keep). Reach it: `{stack.compose_command()} ps`"
                 )
-                stacks.say(f"remove it: `{stack.compose_command()} down --volumes`")
+                stacks.say(
+                    f"remove it: `{stack.compose_command()} down --volumes "
+                    f"&& rm -f {stack.variables_file.relative_to(REPORTS.parent)}`"
+                )
             else:
                 stack.down(remove_volumes=True)
                 leftovers = {kind: names for kind, names in stack.leftovers().items() if names}

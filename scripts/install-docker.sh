@@ -74,11 +74,15 @@ install_from_newer_debian() {
   rm -rf "$workdir"
 }
 
-install_engine() {
+# Installing and starting an engine both need root: say so before trying either.
+require_root() {
   if [ "$(id -u)" -ne 0 ]; then
     echo "install-docker: no Docker engine answers and this is not root." >&2
     die "run this script with sudo, or install Docker Engine >= $MIN_ENGINE_MAJOR with Compose v2 and Buildx yourself (https://docs.docker.com/engine/install/)."
   fi
+}
+
+install_engine() {
   if ! command -v apt-get >/dev/null 2>&1 || [ ! -r /etc/os-release ]; then
     echo "install-docker: this is not a Debian or Ubuntu system with apt; no engine was installed." >&2
     die "install Docker Engine >= $MIN_ENGINE_MAJOR with Compose v2 and Buildx (Docker Desktop on macOS), then rerun."
@@ -128,6 +132,7 @@ main() {
     print_versions
     exit 0
   fi
+  require_root
   if [ "$(installed_engine_major)" -lt "$MIN_ENGINE_MAJOR" ]; then
     install_engine
   fi

@@ -43,6 +43,29 @@ def first_line(error: BaseException) -> str:
     return lines[0] if lines else ""
 
 
+# PostgreSQL error codes a deployment can fix, and where (SQLSTATE, per the PostgreSQL docs).
+SQLSTATE_FIXES = {
+    "28P01": "check POSTGRES_USER and POSTGRES_PASSWORD",
+    "28000": "check POSTGRES_USER and POSTGRES_PASSWORD",
+    "3D000": "check POSTGRES_DB",
+}
+
+
+def describe_database_error(error: BaseException) -> str:
+    """The server's own message and the setting to fix, from a driver error's details.
+
+    SQLAlchemy wraps the driver's error (`.orig`); pg8000 carries the server's fields as a
+    dict (M: message, C: SQLSTATE). Anything else falls back to the first line.
+    """
+    original = getattr(error, "orig", None) or error
+    details = original.args[0] if original.args else None
+    if isinstance(details, dict) and "M" in details:
+        code = details.get("C", "")
+        fix = SQLSTATE_FIXES.get(code)
+        return f"{details['M']} (SQLSTATE {code})" + (f"; {fix}" if fix else "")
+    return first_line(error)
+
+
 def describe_settings_error(error: ValidationError) -> str:
     """One line naming every bad or missing setting."""
     problems = []
@@ -119,7 +142,7 @@ def run_migrations(alembic_ini: Path = ALEMBIC_INI) -> None:
         command.upgrade(Config(str(alembic_ini)), "head")
     except Exception as error:
         raise StartupError(
-            f"migration failed: {type(error).__name__}: {first_line(error)}"
+            f"migration failed: {type(error).__name__}: {describe_database_error(error)}"
         ) from error
 
 

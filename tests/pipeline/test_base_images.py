@@ -21,10 +21,11 @@ from pathlib import Path
 import pytest
 from python_on_whales import Container, DockerException, docker
 
-from pipeline.base_images import VERSION_LABEL, require_engine, require_stand_ins
+from pipeline.base_images import VERSION_LABEL, require_stand_ins
 from pipeline.ca_bundle import ca_bundle_path
 from pipeline.errors import PipelineError
 from pipeline.image_sources import BASE_IMAGES, UV_VERSION
+from pipeline.preflight import require_engine
 
 pytestmark = pytest.mark.docker
 

@@ -173,3 +173,28 @@ def test_a_missing_tls_file_is_named_before_uvicorn_starts(
     assert f"APP_TLS_CERT_FILE={cert} does not exist" in stderr
     assert upgrades == []
     assert exec_calls == []
+
+
+class _DriverError(Exception):
+    """Shaped like pg8000's errors: the server's fields in args[0]."""
+
+
+class _WrappedError(Exception):
+    """Shaped like SQLAlchemy's DBAPIError: the driver's error in .orig."""
+
+    def __init__(self, orig: BaseException) -> None:
+        super().__init__("(pg8000.exceptions.DatabaseError) {...}")
+        self.orig = orig
+
+
+def test_a_refused_password_names_the_settings_to_check():
+    server = {"S": "FATAL", "C": "28P01", "M": 'password authentication failed for user "dashtam"'}
+    described = entrypoint.describe_database_error(_WrappedError(_DriverError(server)))
+    assert described == (
+        'password authentication failed for user "dashtam" (SQLSTATE 28P01); '
+        "check POSTGRES_USER and POSTGRES_PASSWORD"
+    )
+
+
+def test_an_unknown_database_error_keeps_its_first_line():
+    assert entrypoint.describe_database_error(RuntimeError("boom\nmore")) == "boom"
