@@ -15,7 +15,6 @@ logs, teardown, non-zero exit); `-k <nothing>` would only make pytest collect no
 from __future__ import annotations
 
 import re
-import shlex
 import signal
 import time
 from collections.abc import Iterator
@@ -200,7 +199,8 @@ def kept_then_removed(docker_engine) -> Iterator[KeptThenRemoved]:
         printed = re.search(r"`([^`]+)`", line)
         assert printed, f"verify(ci) -- --keep printed no `remove it:` command:\n{kept.tail()}"
         running = project_objects(kept.project)["containers"]
-        yield KeptThenRemoved(kept, running, run(shlex.split(printed[1])))
+        # Run as a user would, pasted into a shell.
+        yield KeptThenRemoved(kept, running, run(["sh", "-c", printed[1]]))
     finally:
         remove_project(kept.project)
 
