@@ -84,6 +84,7 @@ def build(session: nox.Session, stage: str) -> None:
 def verify(session: nox.Session, environment: str) -> None:
     """Boot one environment, run tests/infra against it, report, tear down (-- --keep)."""
     install_groups(session, "pipeline")
+    from pipeline.verification import infra_pytest_arguments
     from pipeline.verification import verify as verify_environment
 
     keep = "--keep" in session.posargs
@@ -91,17 +92,7 @@ def verify(session: nox.Session, environment: str) -> None:
 
     def run_checks(test_env: dict[str, str], junit) -> bool:
         try:
-            session.run(
-                "pytest",
-                "tests/infra",
-                f"--junitxml={junit}",
-                "-o",
-                "junit_family=xunit1",
-                "-p",
-                "no:cacheprovider",
-                *pytest_args,
-                env=test_env,
-            )
+            session.run("pytest", *infra_pytest_arguments(junit), *pytest_args, env=test_env)
         except CommandFailed:
             return False
         return True

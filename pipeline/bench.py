@@ -44,12 +44,7 @@ from pipeline.ca_bundle import ca_bundle_secrets
 from pipeline.environments import ENVIRONMENTS, REPORTS, ROOT, SERVICE_PORTS, STAGES, image_name
 from pipeline.errors import PipelineError
 from pipeline.images import build_arguments
-from pipeline.verification import (
-    COMPOSE_FILE_VARIABLE,
-    ENV_FILE_VARIABLE,
-    ENV_VARIABLE,
-    PROJECT_VARIABLE,
-)
+from pipeline.verification import checks_environment, infra_pytest_arguments
 
 REPORT_JSON = REPORTS / "bench.json"
 REPORT_MARKDOWN = REPORTS / "bench.md"
@@ -1442,24 +1437,8 @@ class Bench:
     ) -> dict:
         with tempfile.TemporaryDirectory(prefix="dashtam-bench-junit-") as directory:
             junit = Path(directory) / "junit.xml"
-            environment = dict(os.environ) | {
-                ENV_VARIABLE: name,
-                PROJECT_VARIABLE: stack.project,
-                ENV_FILE_VARIABLE: str(stack.env_file),
-                COMPOSE_FILE_VARIABLE: str(stack.compose_file),
-            }
-            command = [
-                sys.executable,
-                "-m",
-                "pytest",
-                "tests/infra",
-                f"--junitxml={junit}",
-                "-o",
-                "junit_family=xunit1",
-                "-p",
-                "no:cacheprovider",
-                "-q",
-            ]
+            environment = dict(os.environ) | checks_environment(stack)
+            command = [sys.executable, "-m", "pytest", *infra_pytest_arguments(junit), "-q"]
             if selection:
                 command += ["-k", selection]
             started = time.monotonic()

@@ -21,6 +21,28 @@ ENV_FILE_VARIABLE = "DASHTAM_VERIFY_ENV_FILE"
 COMPOSE_FILE_VARIABLE = "DASHTAM_VERIFY_COMPOSE_FILE"
 
 
+def checks_environment(stack: stacks.Stack) -> dict[str, str]:
+    """The variables that point tests/infra at a booted stack."""
+    return {
+        ENV_VARIABLE: stack.environment.name,
+        PROJECT_VARIABLE: stack.project,
+        ENV_FILE_VARIABLE: str(stack.env_file),
+        COMPOSE_FILE_VARIABLE: str(stack.compose_file),
+    }
+
+
+def infra_pytest_arguments(junit: Path) -> list[str]:
+    """pytest's arguments for the verification suite (after `pytest` itself)."""
+    return [
+        "tests/infra",
+        f"--junitxml={junit}",
+        "-o",
+        "junit_family=xunit1",
+        "-p",
+        "no:cacheprovider",
+    ]
+
+
 @dataclass
 class VerifyOutcome:
     passed: bool
@@ -62,12 +84,7 @@ def verify(
         stack.up()
         boot_seconds = time.monotonic() - started
         stacks.say(f"{stack.project} healthy after {boot_seconds:.1f} s; checking it")
-        test_env = {
-            ENV_VARIABLE: environment.name,
-            PROJECT_VARIABLE: stack.project,
-            ENV_FILE_VARIABLE: str(stack.env_file),
-            COMPOSE_FILE_VARIABLE: str(stack.compose_file),
-        }
+        test_env = checks_environment(stack)
         try:
             passed = run_checks(test_env, junit)
         finally:
