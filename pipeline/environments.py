@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import PipelineError
+from src.ports import SERVICE_PORTS as APP_SERVICE_PORTS
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
@@ -35,7 +36,8 @@ DATA_SERVICES = ("postgres", "redis")
 SERVICES = APP_SERVICES + DATA_SERVICES
 
 # The TCP port each service listens on inside its container: exactly these, no other.
-SERVICE_PORTS = {"app": 8000, "callback": 8182, "postgres": 5432, "redis": 6379}
+# Our two services' ports come from the app itself (src/ports.py, dependency-free).
+SERVICE_PORTS = {**APP_SERVICE_PORTS, "postgres": 5432, "redis": 6379}
 
 # The user each data store's processes run as (never root).
 DATA_SERVICE_USERS = {"postgres": "postgres", "redis": "redis"}
