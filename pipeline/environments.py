@@ -88,30 +88,31 @@ class Environment:
         return "https" if self.tls else "http"
 
 
+# dev and test are the two stacks a developer runs side by side: the development image, an
+# env file from the template, every port published on 127.0.0.1 only.
+_WORKSTATION_STACK = {
+    "stages": ("development",),
+    "hardened": False,
+    "env_file_origin": "template",
+    "template": ".env.example",
+    "published_services": SERVICES,
+    "host_bind_address": "127.0.0.1",
+}
+
 ENVIRONMENTS: dict[str, Environment] = {
     environment.name: environment
     for environment in (
         Environment(
             name="dev",
             description="development image, hot reload, TLS, 127.0.0.1 ports, named volumes",
-            stages=("development",),
             tls=True,
-            hardened=False,
-            env_file_origin="template",
-            template=".env.example",
-            published_services=SERVICES,
-            host_bind_address="127.0.0.1",
+            **_WORKSTATION_STACK,
         ),
         Environment(
             name="test",
             description="development image for the app's own tests, tmpfs data, other ports",
-            stages=("development",),
             tls=False,
-            hardened=False,
-            env_file_origin="template",
-            template=".env.example",
-            published_services=SERVICES,
-            host_bind_address="127.0.0.1",
+            **_WORKSTATION_STACK,
         ),
         Environment(
             name="ci",
