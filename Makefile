@@ -27,7 +27,7 @@ engine: ## Install and start Docker Engine >= 26 with Compose and Buildx when no
 	@bash scripts/install-docker.sh $(if $(AIRGAP),--with-mmdebstrap,)
 
 verify: tools engine ## The main job: lint, build every stage, verify every environment
-	$(AIRGAP_PREP) $(NOX) -s lint build verify
+	$(AIRGAP_PREP) $(NOX) -s lint build-all verify
 
 test: tools engine ## The test suite: unit, lint, build, verify every environment, pipeline integration
 	$(AIRGAP_PREP) $(NOX) -s tests lint build verify integration
@@ -36,7 +36,7 @@ lint: tools ## Lint Dockerfile, YAML, compose configs, workflows and env files
 	$(NOX) -s lint
 
 build: tools ## Build all five stages
-	$(AIRGAP_PREP) $(NOX) -s build
+	$(AIRGAP_PREP) $(NOX) -s build-all
 
 base-images: tools ## Build the air-gapped stand-ins for the upstream base images
 	@bash scripts/install-docker.sh --with-mmdebstrap

@@ -28,7 +28,7 @@ logging.getLogger("python_on_whales").setLevel(logging.WARNING)
 
 nox.needs_version = ">=2025.2.9"
 nox.options.default_venv_backend = "uv|virtualenv"
-nox.options.sessions = ["lint", "build", "verify"]
+nox.options.sessions = ["lint", "build-all", "verify"]
 nox.options.reuse_venv = "yes"
 
 STAGE_PARAMS = [nox.param(name, id=name) for name in STAGES]
@@ -75,8 +75,16 @@ def build(session: nox.Session, stage: str) -> None:
     from pipeline import images
 
     with pipeline_errors(session):
-        result = images.build_stages([stage])[0]
-        session.log("\n" + images.record_and_format(result))
+        session.log("\n" + images.record_and_format(images.build_stages([stage])))
+
+
+@nox.session(name="build-all", python=False)
+def build_all(session: nox.Session) -> None:
+    """Build all five stages in one BuildKit bake: shared steps solve once; prints the table."""
+    from pipeline import images
+
+    with pipeline_errors(session):
+        session.log("\n" + images.record_and_format(images.build_stages(STAGES)))
 
 
 @nox.session(tags=["verify"])

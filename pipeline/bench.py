@@ -7,8 +7,9 @@ A missed target never fails the run: it is printed with the amount it is missed 
     python -m pipeline.bench [--repeat N] [--quick] [--only build,session,boot] [--environment ci]
 
 What it measures, and how:
-- build: every stage of docker/Dockerfile (and of the seed design, bench/Dockerfile.seed) from
-  a private copy of the sources, tagged dashtam-bench/<stage> and dashtam-bench-baseline/<stage>
+- build: all five stages of docker/Dockerfile (and of the seed design, bench/Dockerfile.seed)
+  in one `docker buildx bake`, as `nox -s build-all` builds them, from a private copy of the
+  sources, tagged dashtam-bench/<stage> and dashtam-bench-baseline/<stage>
   so dashtam/<stage>:latest stays untouched. Per repetition: a cold build after
   `docker builder prune --all` (base images stay), a no-op rebuild, a rebuild after a one-line
   change under src/, and one after adding a small dependency and re-locking with uv.
@@ -40,10 +41,9 @@ from pathlib import Path
 
 from pipeline import base_images, image_sources, preflight, reports
 from pipeline import stack as stacks
-from pipeline.ca_bundle import ca_bundle_secrets
 from pipeline.environments import ENVIRONMENTS, REPORTS, ROOT, SERVICE_PORTS, STAGES, image_name
 from pipeline.errors import PipelineError
-from pipeline.images import build_arguments
+from pipeline.images import bake_definition, bake_file, build_arguments
 from pipeline.verification import checks_environment, infra_pytest_arguments
 
 REPORT_JSON = REPORTS / "bench.json"
@@ -356,7 +356,8 @@ def derive_ratios(samples: dict[str, list[float]]) -> dict[str, list[float]]:
 
 _STEP_HEADER = re.compile(r"^#(?P<id>\d+) \[(?P<label>[^\]]+)\] (?P<instruction>.+)$")
 _STEP_STATUS = re.compile(r"^#(?P<id>\d+) (?P<status>CACHED|DONE (?P<seconds>[\d.]+)s|ERROR\b.*)$")
-_STAGE_LABEL = re.compile(r"^(?P<stage>[\w.-]+) (?P<index>\d+)/(?P<count>\d+)$")
+# "builder 2/4", or under bake "<target> builder 2/4" (a shared step is reported once).
+_STAGE_LABEL = re.compile(r"^(?:[\w.-]+ )?(?P<stage>[\w.-]+) (?P<index>\d+)/(?P<count>\d+)$")
 
 
 @dataclass(frozen=True)
@@ -386,8 +387,12 @@ def parse_build_steps(progress: str) -> list[BuildStep]:
         header = _STEP_HEADER.match(line)
         if header:
             step_id = int(header["id"])
-            if _STAGE_LABEL.match(header["label"]) and step_id not in headers:
-                headers[step_id] = (header["label"], header["instruction"].strip())
+            label = _STAGE_LABEL.match(header["label"])
+            if label and step_id not in headers:
+                headers[step_id] = (
+                    f"{label['stage']} {label['index']}/{label['count']}",
+                    header["instruction"].strip(),
+                )
             continue
         status = _STEP_STATUS.match(line)
         if status:
@@ -578,7 +583,7 @@ def _render_cached_steps(report: dict) -> list[str]:
         "## Cached steps",
         "",
         "Last repetition of each build: which Dockerfile steps ran and which came back cached "
-        "(over the five stage builds; a step the first stage build ran counts as ran).",
+        "(one `docker buildx bake` of all five stages; a step the stages share is counted once).",
         "",
         "| Dockerfile | build | ran | cached | steps that ran |",
         "|---|---|---:|---:|---|",
@@ -903,35 +908,26 @@ VARIANTS = (
 )
 
 
-def build_stage(
-    context: Path, variant: Variant, stage: str, tag: str, source: str
+def bake_stages(
+    context: Path, variant: Variant, tags: dict[str, str], source: str
 ) -> tuple[float, list[BuildStep]]:
-    """One stage with `docker buildx build --progress=plain`: (seconds, steps)."""
-    command = [
-        "docker",
-        "buildx",
-        "build",
-        "--progress=plain",
-        "--load",
-        "--file",
-        str(context / variant.dockerfile),
-        "--target",
-        stage,
-        "--tag",
-        tag,
-    ]
-    for name, value in build_arguments(source).items():
-        command += ["--build-arg", f"{name}={value}"]
-    for secret in ca_bundle_secrets():
-        command += ["--secret", secret]
-    command.append(str(context))
-    started = time.monotonic()
-    result = run_command(command)
-    seconds = time.monotonic() - started
+    """Every stage in one `docker buildx bake --progress=plain`, as the pipeline builds
+    them (pipeline.images.bake_definition): (seconds, steps)."""
+    definition = bake_definition(
+        {stage: [tag] for stage, tag in tags.items()},
+        source=source,
+        context=context,
+        dockerfile=context / variant.dockerfile,
+    )
+    with bake_file(definition) as path:
+        command = ["docker", "buildx", "bake", "--progress=plain", "--file", str(path)]
+        started = time.monotonic()
+        result = run_command([*command, *tags])
+        seconds = time.monotonic() - started
     if result.returncode != 0:
         print(result.stderr[-3000:], file=sys.stderr)
         raise PipelineError(
-            f"{variant.dockerfile}: stage {stage!r} failed to build in the bench "
+            f"{variant.dockerfile}: a stage failed to build in the bench "
             f"({last_line(result.stderr)}); the BuildKit output above names the step."
         )
     return seconds, parse_build_steps(result.stderr)
@@ -1236,30 +1232,26 @@ class Bench:
             self.build_all(variant, context, "dependency", repetition)
 
     def build_all(self, variant: Variant, context: Path, scenario: str, repetition: int) -> None:
-        total = 0.0
-        step_lists = []
-        for stage in STAGES:
-            tag = f"{variant.namespace}/{stage}:{scenario}"
-            previous = image_id(tag)
-            seconds, steps = build_stage(context, variant, stage, tag, self.source)
-            total += seconds
-            step_lists.append(steps)
-            if previous and previous != image_id(tag):
-                remove_if_untagged(previous)
-            self.builds.append(
-                {
-                    "variant": variant.name,
-                    "scenario": scenario,
-                    "repetition": repetition,
-                    "stage": stage,
-                    "tag": tag,
-                    "seconds": round(seconds, 3),
-                    "steps": [asdict(step) for step in steps],
-                }
-            )
+        tags = {stage: f"{variant.namespace}/{stage}:{scenario}" for stage in STAGES}
+        previous = {tag: image_id(tag) for tag in tags.values()}
+        total, steps = bake_stages(context, variant, tags, self.source)
+        for tag, identifier in previous.items():
+            if identifier and identifier != image_id(tag):
+                remove_if_untagged(identifier)
+        self.builds.append(
+            {
+                "variant": variant.name,
+                "scenario": scenario,
+                "repetition": repetition,
+                "stages": list(STAGES),
+                "tags": list(tags.values()),
+                "seconds": round(total, 3),
+                "steps": [asdict(step) for step in steps],
+            }
+        )
         if scenario != "warm":
             self.add(f"build.{variant.name}.{scenario}.seconds", total)
-        ran, _ = split_cached(step_lists)
+        ran, _ = split_cached([steps])
         if scenario == "dependency":
             ran = [name for name in ran if "uv sync" in name]
         if scenario in ("cold", "source", "dependency") and not ran:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from python_on_whales import docker
 from python_on_whales.exceptions import DockerException
 
 from pipeline import base_images, image_sources, preflight
-from pipeline.ca_bundle import ca_bundle_path
+from pipeline.ca_bundle import ca_bundle_secrets
 from pipeline.environments import DOCKERFILE, REPORTS, ROOT, STAGES, image_name, stage
 from pipeline.errors import PipelineError
 
@@ -30,7 +34,8 @@ class BuildResult:
     stage: str
     tags: tuple[str, ...]
     size_bytes: int
-    seconds: float
+    seconds: float  # the whole bake's time when several stages were built together
+    built_with: int = 1  # how many stages that bake built
 
 
 def git_short_sha() -> str | None:
@@ -64,66 +69,96 @@ def build_arguments(source: str) -> dict[str, str]:
     return image_sources.image_references(source)
 
 
-def build_stage(
-    stage_name: str, *, source: str | None = None, progress: str | bool = "auto"
-) -> BuildResult:
-    """Build one stage, tag it dashtam/<stage>, and say how long it took and how big it is."""
-    stage(stage_name)
-    source = source or image_sources.selected_source()
-    if source == image_sources.AIRGAP:
-        base_images.require_stand_ins()
-    bundle = ca_bundle_path()
-    cache_options: dict[str, object] = {}
-    if os.environ.get(CACHE_VARIABLE) == "gha":
-        cache_options = {
-            "cache_from": {"type": "gha", "scope": stage_name},
-            "cache_to": {"type": "gha", "mode": "max", "scope": stage_name},
-        }
-    tags = stage_tags(stage_name)
-    started = time.monotonic()
-    try:
-        docker.buildx.build(
-            ROOT,
-            file=DOCKERFILE,
-            target=stage_name,
-            tags=tags,
-            build_args=build_arguments(source),
-            secrets=[f"id=ca_bundle,src={bundle}"] if bundle else [],
-            load=True,
-            pull=_flag(PULL_VARIABLE),
-            cache=not _flag(NO_CACHE_VARIABLE),
-            progress=progress,
-            **cache_options,
-        )
-    except DockerException as error:
-        if progress is False and error.stderr:
-            print(error.stderr[-4000:], file=sys.stderr)
-        raise PipelineError(
-            f"docker/Dockerfile: stage {stage_name!r} failed to build (exit {error.return_code}); "
-            "the BuildKit output above names the failing step."
-        ) from None
-    seconds = time.monotonic() - started
-    image = docker.image.inspect(tags[0])
-    if (image.config.user or "root") in ("root", "0", "0:0"):
-        raise PipelineError(
-            f"docker/Dockerfile: stage {stage_name!r} is configured to run as root; "
-            "end the stage with `USER appuser`."
-        )
-    size = image.size
-    if progress is False:
-        print(f"dashtam: built {tags[0]} in {seconds:.1f} s", file=sys.stderr)
-    return BuildResult(stage=stage_name, tags=tuple(tags), size_bytes=size, seconds=seconds)
+def bake_definition(
+    stage_tags: dict[str, list[str]],
+    *,
+    source: str,
+    context: Path,
+    dockerfile: Path,
+) -> dict:
+    """A `docker buildx bake` definition that builds these stages in one BuildKit session.
+
+    One session solves the steps the stages share (base, builder) once, and pays the
+    client/session start-up once instead of once per stage.
+    """
+    common: dict[str, object] = {
+        "context": str(context),
+        "dockerfile": str(dockerfile.relative_to(context)),
+        "args": build_arguments(source),
+        "secret": ca_bundle_secrets(),
+        "output": ["type=docker"],
+    }
+    if _flag(PULL_VARIABLE):
+        common["pull"] = True
+    if _flag(NO_CACHE_VARIABLE):
+        common["no-cache"] = True
+    targets = {}
+    for stage_name, tags in stage_tags.items():
+        target = {**common, "target": stage_name, "tags": list(tags)}
+        if os.environ.get(CACHE_VARIABLE) == "gha":
+            target["cache-from"] = [f"type=gha,scope={stage_name}"]
+            target["cache-to"] = [f"type=gha,mode=max,scope={stage_name}"]
+        targets[stage_name] = target
+    return {"group": {"default": {"targets": list(stage_tags)}}, "target": targets}
+
+
+@contextlib.contextmanager
+def bake_file(definition: dict) -> Iterator[Path]:
+    """The definition as a temporary JSON bake file (bake reads definitions from files)."""
+    with tempfile.TemporaryDirectory(prefix="dashtam-bake-") as directory:
+        path = Path(directory) / "docker-bake.json"
+        path.write_text(json.dumps(definition, indent=2))
+        yield path
 
 
 def build_stages(
     stage_names: tuple[str, ...] | list[str] = STAGES, progress: str | bool = "auto"
 ) -> list[BuildResult]:
-    """Build the stages in order; progress=False keeps BuildKit quiet unless a step fails."""
+    """Build the stages in one bake, tag each dashtam/<stage>, say how long and how big.
+
+    progress=False keeps BuildKit quiet unless a step fails.
+    """
     preflight.require_engine()
     preflight.require_buildx()
     preflight.require_lock_file()
+    for name in stage_names:
+        stage(name)
     source = image_sources.selected_source()
-    return [build_stage(name, source=source, progress=progress) for name in stage_names]
+    if source == image_sources.AIRGAP:
+        base_images.require_stand_ins()
+    tags = {name: stage_tags(name) for name in stage_names}
+    started = time.monotonic()
+    definition = bake_definition(tags, source=source, context=ROOT, dockerfile=DOCKERFILE)
+    with bake_file(definition) as path:
+        try:
+            docker.buildx.bake(list(stage_names), files=[path], progress=progress)
+        except DockerException as error:
+            if progress is False and error.stderr:
+                print(error.stderr[-4000:], file=sys.stderr)
+            raise PipelineError(
+                f"docker/Dockerfile: {_stage_list(stage_names)} failed to build "
+                f"(exit {error.return_code}); the BuildKit output above names the failing step."
+            ) from None
+    seconds = time.monotonic() - started
+    results = []
+    for name in stage_names:
+        image = docker.image.inspect(tags[name][0])
+        if (image.config.user or "root") in ("root", "0", "0:0"):
+            raise PipelineError(
+                f"docker/Dockerfile: stage {name!r} is configured to run as root; "
+                "end the stage with `USER appuser`."
+            )
+        results.append(BuildResult(name, tuple(tags[name]), image.size, seconds, len(stage_names)))
+    if progress is False:
+        built = ", ".join(result.tags[0] for result in results)
+        print(f"dashtam: built {built} in {seconds:.1f} s", file=sys.stderr)
+    return results
+
+
+def _stage_list(stage_names: tuple[str, ...] | list[str]) -> str:
+    if len(stage_names) == 1:
+        return f"stage {stage_names[0]!r}"
+    return "stages " + ", ".join(repr(name) for name in stage_names)
 
 
 def format_build_table(results: list[BuildResult]) -> str:
@@ -132,9 +167,10 @@ def format_build_table(results: list[BuildResult]) -> str:
         "|---|---|---:|---:|",
     ]
     for result in results:
+        together = f" ({result.built_with} stages, one bake)" if result.built_with > 1 else ""
         lines.append(
             f"| {result.stage} | {result.tags[0]} | {result.size_bytes / 1e6:.1f} "
-            f"| {result.seconds:.1f} |"
+            f"| {result.seconds:.1f}{together} |"
         )
     return "\n".join(lines)
 
@@ -142,22 +178,30 @@ def format_build_table(results: list[BuildResult]) -> str:
 BUILD_RECORD = REPORTS / "build.json"
 
 
-def record_and_format(result: BuildResult) -> str:
-    """Add this build to reports/build.json and render every stage built so far as a table.
+def record_and_format(built: list[BuildResult]) -> str:
+    """Add these builds to reports/build.json and render every stage built so far as a table.
 
     Each `build(<stage>)` session is its own nox session; the record lets the last one
     print the whole table.
     """
     REPORTS.mkdir(parents=True, exist_ok=True)
     record = json.loads(BUILD_RECORD.read_text()) if BUILD_RECORD.is_file() else {}
-    record[result.stage] = {
-        "tags": list(result.tags),
-        "size_bytes": result.size_bytes,
-        "seconds": round(result.seconds, 2),
-    }
+    for result in built:
+        record[result.stage] = {
+            "tags": list(result.tags),
+            "size_bytes": result.size_bytes,
+            "seconds": round(result.seconds, 2),
+            "built_with": result.built_with,
+        }
     BUILD_RECORD.write_text(json.dumps(record, indent=2) + "\n")
     results = [
-        BuildResult(name, tuple(entry["tags"]), entry["size_bytes"], entry["seconds"])
+        BuildResult(
+            name,
+            tuple(entry["tags"]),
+            entry["size_bytes"],
+            entry["seconds"],
+            entry.get("built_with", 1),
+        )
         for name, entry in record.items()
         if name in STAGES
     ]

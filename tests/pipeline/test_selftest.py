@@ -162,7 +162,7 @@ class Lab:
             patch.setattr(images, "ROOT", context)
             patch.setattr(images, "DOCKERFILE", context / "docker" / "Dockerfile")
             patch.setattr(images, "stage_tags", lambda name: [self.reference(name)])
-            images.build_stage(stage, progress=False)
+            images.build_stages([stage], progress=False)
 
     def stage_without_source(self, stage: str, relative: str) -> None:
         """dashtam/<stage>:selftest-<key> built from a context that lacks `relative`."""

@@ -148,6 +148,24 @@ def test_progress_parsing_reports_a_failed_step_as_error():
     ]
 
 
+def test_bake_progress_names_each_shared_step_once_under_its_own_stage():
+    # `docker buildx bake` prefixes each label with the target; a step two targets share
+    # keeps one vertex id and is one step.
+    progress = (
+        "#9 [production builder 4/4] COPY --chown=appuser:appuser src ./src\n"
+        "#9 [callback builder 4/4] COPY --chown=appuser:appuser src ./src\n"
+        "#9 DONE 0.1s\n"
+        "#12 [callback callback 1/1] COPY --from=builder /app/src ./src\n"
+        "#12 CACHED\n"
+        "#14 [callback] exporting to image\n"
+        "#14 DONE 0.0s\n"
+    )
+    assert [(step.label, step.status) for step in parse_build_steps(progress)] == [
+        ("builder 4/4", "ran"),
+        ("callback 1/1", "cached"),
+    ]
+
+
 def test_a_step_cached_in_a_later_stage_build_still_counts_as_ran():
     first = [BuildStep("builder 4/4", "COPY src ./src", "ran", 0.1)]
     second = [

@@ -1,0 +1,70 @@
+"""The bake definition the pipeline builds every stage from (no Docker needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline import images
+from pipeline.ca_bundle import CA_BUNDLE_ID
+
+CONTEXT = Path("/work/project")
+TAGS = {"production": ["dashtam/production:latest", "dashtam/production:abc1234"]}
+
+
+def definition() -> dict:
+    return images.bake_definition(
+        TAGS, source="airgap", context=CONTEXT, dockerfile=CONTEXT / "docker" / "Dockerfile"
+    )
+
+
+@pytest.fixture(autouse=True)
+def plain_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable in (images.CACHE_VARIABLE, images.PULL_VARIABLE, images.NO_CACHE_VARIABLE):
+        monkeypatch.delenv(variable, raising=False)
+
+
+def test_one_target_per_stage_loaded_into_the_engine_with_its_tags():
+    baked = definition()
+    assert baked["group"]["default"]["targets"] == ["production"]
+    target = baked["target"]["production"]
+    assert target["target"] == "production"
+    assert target["tags"] == TAGS["production"]
+    assert target["output"] == ["type=docker"]
+    # bake reads the Dockerfile path relative to the context
+    assert target["dockerfile"] == "docker/Dockerfile"
+    assert target["context"] == str(CONTEXT)
+
+
+def test_base_images_come_from_the_selected_source():
+    args = definition()["target"]["production"]["args"]
+    assert args["PYTHON_IMAGE"].startswith("dashtam-airgap/")
+    assert args["UV_IMAGE"].startswith("dashtam-airgap/")
+
+
+def test_the_ca_bundle_is_a_secret_by_path_never_an_argument(monkeypatch, tmp_path):
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    target = definition()["target"]["production"]
+    assert target["secret"] == [f"id={CA_BUNDLE_ID},src={bundle}"]
+    assert "BEGIN CERTIFICATE" not in str(target["args"])
+
+
+def test_gha_cache_has_one_scope_per_stage(monkeypatch):
+    monkeypatch.setenv(images.CACHE_VARIABLE, "gha")
+    target = definition()["target"]["production"]
+    assert target["cache-from"] == ["type=gha,scope=production"]
+    assert target["cache-to"] == ["type=gha,mode=max,scope=production"]
+    monkeypatch.delenv(images.CACHE_VARIABLE)
+    assert "cache-from" not in definition()["target"]["production"]
+
+
+def test_weekly_rebuild_pulls_and_skips_the_cache(monkeypatch):
+    assert "pull" not in definition()["target"]["production"]
+    monkeypatch.setenv(images.PULL_VARIABLE, "1")
+    monkeypatch.setenv(images.NO_CACHE_VARIABLE, "true")
+    target = definition()["target"]["production"]
+    assert target["pull"] is True
+    assert target["no-cache"] is True
