@@ -1156,7 +1156,7 @@ def check_shell_scripts(root: Path = ROOT) -> list[Finding]:
     """shellcheck (every severity) on the installer, CI entry point and image entrypoints."""
     scripts = sorted(
         path.relative_to(root).as_posix()
-        for pattern in ("scripts/*.sh", ".ci/run", "docker/base-images/*/*.sh")
+        for pattern in ("scripts/*.sh", ".ci/run", "docker/*.sh", "docker/base-images/*/*.sh")
         for path in root.glob(pattern)
     )
     if not scripts:
