@@ -8,9 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline import images, reports
 from pipeline import stack as stacks
-from pipeline.environments import REPORTS
+from pipeline.environments import REPORTS, ROOT
 from pipeline.environments import environment as environment_named
 from pipeline.errors import PipelineError
 
@@ -21,13 +20,24 @@ ENV_FILE_VARIABLE = "DASHTAM_VERIFY_ENV_FILE"
 COMPOSE_FILE_VARIABLE = "DASHTAM_VERIFY_COMPOSE_FILE"
 
 
+# Where the suite's bytecode is cached: a run compiles pytest, testinfra and the checks
+# once, not on every run, even when the caller's environment sets PYTHONDONTWRITEBYTECODE.
+BYTECODE_CACHE = ROOT / ".dashtam" / "pycache"
+
+
 def checks_environment(stack: stacks.Stack) -> dict[str, str]:
-    """The variables that point tests/infra at a booted stack."""
+    """The variables that point tests/infra at a booted stack, and keep the run quick."""
     return {
         ENV_VARIABLE: stack.environment.name,
         PROJECT_VARIABLE: stack.project,
         ENV_FILE_VARIABLE: str(stack.env_file),
         COMPOSE_FILE_VARIABLE: str(stack.compose_file),
+        # An empty value is "unset" to Python: bytecode is written, under BYTECODE_CACHE.
+        "PYTHONDONTWRITEBYTECODE": "",
+        "PYTHONPYCACHEPREFIX": str(BYTECODE_CACHE),
+        # Only the plugin the suite uses (testinfra, named in infra_pytest_arguments): not
+        # every pytest plugin some package in the venv registers.
+        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
     }
 
 
@@ -40,6 +50,8 @@ def infra_pytest_arguments(junit: Path) -> list[str]:
         "junit_family=xunit1",
         "-p",
         "no:cacheprovider",
+        "-p",
+        "testinfra",
     ]
 
 
@@ -67,6 +79,8 @@ def verify(
 
     The stack is torn down after success, failure, Ctrl-C or SIGTERM, unless `keep`.
     """
+    from pipeline import images, reports  # the suite imports this module's names only
+
     environment = environment_named(environment_name)
     stack = stacks.verify_stack(environment, compose_file=compose_file)
     if build:

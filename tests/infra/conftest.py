@@ -12,6 +12,7 @@ import functools
 import json
 import os
 import subprocess
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -20,11 +21,20 @@ import testinfra
 from pipeline import stack as stacks
 from pipeline.environments import (
     APP_SERVICES,
+    DATA_SERVICE_USERS,
     DATA_SERVICES,
     ENVIRONMENTS,
+    HEALTH_PATHS,
     RUNTIME_STAGES,
     SERVICES,
     image_name,
+)
+from pipeline.inspection import (
+    LISTENING_SCRIPT,
+    PROCESSES_SCRIPT,
+    Fact,
+    facts_script,
+    split_facts,
 )
 from pipeline.verification import (
     COMPOSE_FILE_VARIABLE,
@@ -32,6 +42,7 @@ from pipeline.verification import (
     ENV_VARIABLE,
     PROJECT_VARIABLE,
 )
+from tests.infra.helpers import fetch_inside_command, host_url, network_url, unowned_files_command
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -51,7 +62,13 @@ def _engine_answers() -> bool:
 
 
 class Target:
-    """The environment and stack under test, resolved once per test run."""
+    """The environment and stack under test, resolved once per test run.
+
+    Everything the checks read from Docker is looked up in the background as soon as the
+    stack is known: Compose's config, container IDs, `docker inspect`, and one script per
+    container. A `docker` call costs about 0.1 s of waiting on the engine; these overlap
+    each other and pytest's own collection, instead of following one another.
+    """
 
     def __init__(self, config: pytest.Config) -> None:
         name = os.environ.get(ENV_VARIABLE) or config.getoption("--environment") or "ci"
@@ -69,19 +86,91 @@ class Target:
         else:
             self.stack = stacks.verify_stack(self.environment)
             self.boots_here = True
+        self._background = ThreadPoolExecutor(max_workers=4)
+        self._config = self._background.submit(self.stack.config)
+        self._lookups: dict[str, Future] = {}
+        if not self.boots_here:
+            self.look_up_running_stack()
+
+    def look_up_running_stack(self) -> None:
+        """Start reading the running stack: IDs, then inspect, then the in-container facts."""
+        self._lookups["ids"] = self._background.submit(self.stack.container_ids)
+        self._lookups["inspect"] = self._background.submit(self._inspect_containers)
+        self._lookups["facts"] = self._background.submit(self._gather_facts)
 
     @functools.cached_property
     def config(self) -> dict:
-        return self.stack.config()
+        return self._config.result()
 
     @property
     def services(self) -> list[str]:
         return [name for name in SERVICES if name in self.config["services"]]
 
+    def container_ids(self) -> dict[str, str]:
+        """Service -> container ID."""
+        return self._lookups["ids"].result()
+
+    def inspect(self, service: str) -> dict:
+        """`docker container inspect` of a service's container."""
+        return self._lookups["inspect"].result()[service]
+
+    def facts(self) -> dict[str, dict[str, Fact]]:
+        """Service -> {fact: Fact(exit code, output)}, read inside each container."""
+        return self._lookups["facts"].result()
+
+    def _inspect_containers(self) -> dict[str, dict]:
+        ids = self.container_ids()
+        output = subprocess.run(
+            ["docker", "container", "inspect", *ids.values()],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        by_id = {entry["Id"]: entry for entry in json.loads(output)}
+        return {service: by_id[container] for service, container in ids.items()}
+
+    def _gather_facts(self) -> dict[str, dict[str, Fact]]:
+        """One script per container, as root (to see every process), all at once; the
+        in-network fetch of endpoints with no host port runs alongside, in the app container."""
+        ids = self.container_ids()
+        declared = self.config["services"]
+        sections: dict[str, dict[str, str]] = {}
+        for service in ids:
+            facts = {"processes": PROCESSES_SCRIPT, "listening": LISTENING_SCRIPT}
+            if service in APP_SERVICES:
+                facts["unowned"] = unowned_files_command(declared[service])
+            if service in DATA_SERVICE_USERS:
+                facts["uid"] = f"id -u {DATA_SERVICE_USERS[service]}"
+            sections[service] = facts
+        scheme = self.environment.scheme
+        inside = [
+            network_url(scheme, service, path)
+            for service in self.services
+            for path in HEALTH_PATHS.get(service, ())
+            if host_url(scheme, self.inspect(service), service, path) is None
+        ]
+        jobs = [
+            (f"root@{ids[service]}", service, facts_script(facts))
+            for service, facts in sections.items()
+        ]
+        if inside and "app" in ids:
+            fetch = facts_script({"fetched": fetch_inside_command(inside)})
+            jobs.append((ids["app"], "app", fetch))
+        with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+            runs = [
+                (service, pool.submit(testinfra.get_host(f"docker://{spec}").run, script))
+                for spec, service, script in jobs
+            ]
+            found: dict[str, dict[str, Fact]] = {service: {} for service in sections}
+            for service, run in runs:
+                found[service].update(split_facts(run.result().stdout))
+        return found
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "docker: needs a Docker engine")
-    if not _engine_answers():
+    # A verify session names the stack it just booted: the engine answers, no need to ask.
+    if not os.environ.get(PROJECT_VARIABLE) and not _engine_answers():
         config._dashtam_target = None
         return
     config._dashtam_target = Target(config)
@@ -133,8 +222,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         if fixture in metafunc.fixturenames:
             metafunc.parametrize(fixture, values, ids=[f"{name}-{v}" for v in values])
     if "endpoint" in metafunc.fixturenames:
-        from pipeline.environments import HEALTH_PATHS
-
         endpoints = [(s, p) for s in services for p in HEALTH_PATHS.get(s, ())]
         metafunc.parametrize(
             "endpoint", endpoints, ids=[f"{name}-{s}{p.replace('/', '-')}" for s, p in endpoints]
@@ -154,6 +241,7 @@ def target(request: pytest.FixtureRequest) -> Target:
     if target.boots_here:
         target.stack.up()
         request.addfinalizer(lambda: target.stack.down(remove_volumes=True))
+        target.look_up_running_stack()
     return target
 
 
@@ -163,24 +251,28 @@ def env_name(target: Target) -> str:
 
 
 @pytest.fixture(scope="session")
-def containers(target: Target) -> dict:
-    """Service -> python-on-whales Container, looked up once."""
-    found = {}
-    for container in target.stack.containers():
-        found[container.config.labels["com.docker.compose.service"]] = container
-    return found
+def containers(target: Target) -> dict[str, str]:
+    """Service -> container ID."""
+    return target.container_ids()
 
 
 @pytest.fixture(scope="session")
-def hosts(containers: dict) -> dict:
+def hosts(containers: dict[str, str]) -> dict:
     """Service -> testinfra host as root (to read every process) and as the image's user."""
     return {
         service: {
-            "root": testinfra.get_host(f"docker://root@{container.id}"),
-            "default": testinfra.get_host(f"docker://{container.id}"),
+            "root": testinfra.get_host(f"docker://root@{container}"),
+            "default": testinfra.get_host(f"docker://{container}"),
         }
         for service, container in containers.items()
     }
+
+
+@pytest.fixture(scope="session")
+def container_facts(target: Target) -> dict[str, dict]:
+    """Service -> {fact: Fact(exit code, output)}: processes, listening sockets, files
+    under /app not owned by appuser, data-store account UIDs, in-network endpoint fetches."""
+    return target.facts()
 
 
 @pytest.fixture(scope="session")
@@ -201,18 +293,9 @@ def image_config():
 
 
 @pytest.fixture(scope="session")
-def container_inspect(containers: dict):
-    @functools.cache
-    def inspect(service: str) -> dict:
-        output = subprocess.run(
-            ["docker", "container", "inspect", containers[service].id],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        return json.loads(output)[0]
-
-    return inspect
+def container_inspect(target: Target):
+    """Service -> `docker container inspect` of its container."""
+    return target.inspect
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.environments import APP_GID, APP_UID, SERVICE_PORTS
-from pipeline.inspection import LISTENING_SCRIPT, parse_listening_ports
+from pipeline.environments import APP_UID, SERVICE_PORTS
+from pipeline.inspection import parse_listening_ports
 from tests.infra.helpers import mismatch
 
 pytestmark = pytest.mark.docker
@@ -13,12 +13,6 @@ pytestmark = pytest.mark.docker
 # Mounts every container has, which no compose file declares.
 _RUNTIME_MOUNTS = ("/proc", "/sys", "/dev", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf")
 _ALL_ADDRESSES = {"", "0.0.0.0", "::"}  # noqa: S104 - names of "every interface", not a bind
-
-
-def declared_mount_targets(service_config: dict) -> set[str]:
-    targets = {volume["target"] for volume in service_config.get("volumes", [])}
-    targets |= {entry.split(":")[0] for entry in service_config.get("tmpfs", [])}
-    return targets
 
 
 def writable_declared_targets(service_config: dict) -> set[str]:
@@ -30,19 +24,21 @@ def writable_declared_targets(service_config: dict) -> set[str]:
     return targets | {entry.split(":")[0] for entry in service_config.get("tmpfs", [])}
 
 
-def test_everything_under_app_is_owned_by_appuser(env_name, app_service, hosts, service_config):
-    prune = sorted(
-        t for t in declared_mount_targets(service_config(app_service)) if t.startswith("/app/")
+@pytest.fixture(scope="session")
+def listening_ports(container_facts):
+    """Service -> the TCP ports something listens on in its container."""
+    return {
+        service: parse_listening_ports(facts["listening"].output)
+        for service, facts in container_facts.items()
+    }
+
+
+def test_everything_under_app_is_owned_by_appuser(env_name, app_service, container_facts):
+    listing = container_facts[app_service]["unowned"]
+    assert listing.exit_code == 0, mismatch(
+        env_name, app_service, "`find /app` exit code", 0, listing.exit_code
     )
-    prune_expression = " ".join(f"-path {t} -prune -o" for t in prune)
-    found = (
-        hosts[app_service]["root"]
-        .check_output(
-            f"find /app -xdev {prune_expression} "
-            f"\\( ! -uid {APP_UID} -o ! -gid {APP_GID} \\) -print"
-        )
-        .split()
-    )
+    found = listing.output.split()
     assert not found, mismatch(
         env_name, app_service, "files under /app not owned by appuser", [], found[:10]
     )
@@ -91,8 +87,8 @@ def test_declared_writable_paths_are_writable_by_appuser(
         )
 
 
-def test_listening_ports_are_exactly_the_declared_ones(env_name, service, hosts):
-    found = parse_listening_ports(hosts[service]["root"].check_output(LISTENING_SCRIPT))
+def test_listening_ports_are_exactly_the_declared_ones(env_name, service, listening_ports):
+    found = listening_ports[service]
     expected = {SERVICE_PORTS[service]}
     assert found == expected, mismatch(
         env_name, service, "listening TCP ports", sorted(expected), sorted(found)

@@ -8,18 +8,18 @@ import subprocess
 import pytest
 
 from pipeline.environments import APP_GID, APP_UID, APP_USER, DATA_SERVICE_USERS, image_name
-from pipeline.inspection import PROCESSES_SCRIPT, parse_processes
+from pipeline.inspection import parse_processes
 from tests.infra.helpers import mismatch
 
 pytestmark = pytest.mark.docker
 
 
 @pytest.fixture(scope="session")
-def processes(hosts):
-    """Service -> every process in its container, read once as root."""
+def processes(container_facts):
+    """Service -> every process in its container."""
     return {
-        service: parse_processes(host["root"].check_output(PROCESSES_SCRIPT))
-        for service, host in hosts.items()
+        service: parse_processes(facts["processes"].output)
+        for service, facts in container_facts.items()
     }
 
 
@@ -53,10 +53,12 @@ def test_no_process_runs_as_root(env_name, service, processes):
     assert not root, mismatch(env_name, service, "processes running as root", [], root)
 
 
-def test_data_store_runs_as_its_own_user(env_name, data_store, processes, hosts):
+def test_data_store_runs_as_its_own_user(env_name, data_store, processes, container_facts):
     store = data_store
     user = DATA_SERVICE_USERS[store]
-    uid = int(hosts[store]["root"].check_output(f"id -u {user}"))
+    account = container_facts[store]["uid"]
+    assert account.exit_code == 0, mismatch(env_name, store, f"account {user}", "present", None)
+    uid = int(account.output)
     pid1 = next(p for p in processes[store] if p.pid == 1)
     assert pid1.uid == uid, mismatch(env_name, store, "PID 1 user", f"{user} ({uid})", pid1.uid)
 

@@ -35,6 +35,7 @@ from pipeline import images, reports, verification
 from pipeline import stack as stacks
 from pipeline.environments import ROOT, image_name
 from pipeline.errors import PipelineError
+from pipeline.verification import infra_pytest_arguments
 
 pytestmark = pytest.mark.docker
 
@@ -43,8 +44,6 @@ TAG_VARIABLE = "DASHTAM_IMAGE_TAG"
 # What the Dockerfile's build context holds (docker/Dockerfile.dockerignore lets in no more).
 BUILD_CONTEXT = ("pyproject.toml", "uv.lock", "alembic.ini", "alembic", "src", "docker")
 SUITE_TIMEOUT_SECONDS = 600
-# The real suite, as the verify session runs it (its report is JUnit XML, xunit1).
-SUITE_COMMAND = ("tests/infra", "-p", "no:cacheprovider", "-o", "junit_family=xunit1", "-q")
 
 
 def _engine_answers() -> bool:
@@ -85,7 +84,8 @@ class SuiteRun:
 
     def run(self, test_env: dict[str, str], junit: Path) -> bool:
         result = subprocess.run(
-            [sys.executable, "-m", "pytest", *SUITE_COMMAND, f"--junitxml={junit}"],
+            # The real suite, as the verify session runs it.
+            [sys.executable, "-m", "pytest", *infra_pytest_arguments(junit), "-q"],
             cwd=ROOT,
             env=os.environ | test_env,
             capture_output=True,
