@@ -80,7 +80,7 @@ def build(session: nox.Session, stage: str) -> None:
 
 @nox.session(name="build-all", python=False)
 def build_all(session: nox.Session) -> None:
-    """Build all five stages in one BuildKit bake: shared steps solve once; prints the table."""
+    """Build all five stages with buildx bake: shared steps solve once; prints the table."""
     from pipeline import images
 
     with pipeline_errors(session):

@@ -68,3 +68,34 @@ def test_weekly_rebuild_pulls_and_skips_the_cache(monkeypatch):
     target = definition()["target"]["production"]
     assert target["pull"] is True
     assert target["no-cache"] is True
+
+
+def test_stages_others_build_on_are_baked_after_them(tmp_path):
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(
+        "ARG BASE=python\n"
+        "FROM ${BASE} AS base\n"
+        "FROM base AS development\n"
+        "FROM base AS builder\n"
+        "FROM ${BASE} AS root\n"
+        "RUN --mount=type=bind,from=builder,source=/app,target=/app true\n"
+        "FROM scratch AS production\n"
+        "COPY --from=root / /\n"
+    )
+    assert images.stage_ancestors(dockerfile)["production"] == {"root", "builder", "base"}
+    rounds = images.bake_rounds(["base", "development", "builder", "production"], dockerfile)
+    assert rounds == [["development", "production"], ["base", "builder"]]
+    # One stage, or stages that do not build on each other: one round.
+    assert images.bake_rounds(["production"], dockerfile) == [["production"]]
+    assert images.bake_rounds(["development", "production"], dockerfile) == [
+        ["development", "production"]
+    ]
+
+
+def test_the_projects_dockerfile_bakes_its_leaves_first():
+    from pipeline.environments import DOCKERFILE, STAGES
+
+    assert images.bake_rounds(STAGES, DOCKERFILE) == [
+        ["development", "production", "callback"],
+        ["base", "builder"],
+    ]
