@@ -35,7 +35,7 @@ test: tools engine ## The test suite: unit, lint, build, verify every environmen
 lint: tools ## Lint Dockerfile, YAML, compose configs, workflows and env files
 	$(NOX) -s lint
 
-build: tools ## Build all five stages
+build: tools ## Build all five stages (tags development, production, callback)
 	$(AIRGAP_PREP) $(NOX) -s build-all
 
 base-images: tools ## Build the air-gapped stand-ins for the upstream base images

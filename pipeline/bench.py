@@ -8,11 +8,13 @@ A missed target never fails the run: it is printed with the amount it is missed 
 
 What it measures, and how:
 - build: all five stages of docker/Dockerfile (and of the seed design, bench/Dockerfile.seed)
-  with `docker buildx bake`, as `nox -s build-all` builds them, from a private copy of the
-  sources, tagged dashtam-bench/<stage> and dashtam-bench-baseline/<stage>
-  so dashtam/<stage>:latest stays untouched. Per repetition: a cold build after
-  `docker builder prune --all` (base images stay), a no-op rebuild, a rebuild after a one-line
-  change under src/, and one after adding a small dependency and re-locking with uv.
+  with one `docker buildx bake` of the images that run (development, production, callback;
+  base and builder are built as their parts), as `nox -s build-all` builds them, from a
+  private copy of the sources, tagged dashtam-bench/<stage> and
+  dashtam-bench-baseline/<stage> so dashtam/<stage>:latest stays untouched. Per repetition:
+  a cold build after `docker builder prune --all` (base images stay), a no-op rebuild, a
+  rebuild after a one-line change under src/, and one after adding a small dependency and
+  re-locking with uv.
 - size: each stage's image, the production image's layers, and its Python base image.
 - session: a whole `nox -s "verify(ci)"` with its images cached.
 - boot: each environment from `compose up` to healthy (and the seed design's ci stack),
@@ -43,7 +45,13 @@ from pipeline import base_images, image_sources, preflight, reports
 from pipeline import stack as stacks
 from pipeline.environments import ENVIRONMENTS, REPORTS, ROOT, SERVICE_PORTS, STAGES, image_name
 from pipeline.errors import PipelineError
-from pipeline.images import bake_definition, bake_file, bake_rounds, build_arguments
+from pipeline.images import (
+    bake_definition,
+    bake_file,
+    bake_rounds,
+    build_arguments,
+    images_that_run,
+)
 from pipeline.verification import checks_environment, infra_pytest_arguments
 
 REPORT_JSON = REPORTS / "bench.json"
@@ -583,8 +591,8 @@ def _render_cached_steps(report: dict) -> list[str]:
         "## Cached steps",
         "",
         "Last repetition of each build: which Dockerfile steps ran and which came back cached "
-        "(`docker buildx bake` of all five stages; a step the stages share is counted once; "
-        "a step that ran in the first round shows up cached in the second: it counts as ran).",
+        "(one `docker buildx bake` of the images that run, which builds all five stages; a "
+        "step the stages share is counted once).",
         "",
         "| Dockerfile | build | ran | cached | steps that ran |",
         "|---|---|---:|---:|---|",
@@ -1237,19 +1245,41 @@ class Bench:
             )
             self.build_all(variant, context, "dependency", repetition)
 
-    def build_all(self, variant: Variant, context: Path, scenario: str, repetition: int) -> None:
-        tags = {stage: f"{variant.namespace}/{stage}:{scenario}" for stage in STAGES}
+    def bake(self, context: Path, variant: Variant, tags: dict[str, str]):
+        """bake_stages, then drop the images the new tags replaced: (seconds, steps)."""
         previous = {tag: image_id(tag) for tag in tags.values()}
-        total, steps = bake_stages(context, variant, tags, self.source)
+        result = bake_stages(context, variant, tags, self.source)
         for tag, identifier in previous.items():
             if identifier and identifier != image_id(tag):
                 remove_if_untagged(identifier)
+        return result
+
+    def build_all(self, variant: Variant, context: Path, scenario: str, repetition: int) -> None:
+        """Every stage, timed, as `nox -s build-all` builds them: one bake of the images
+        that run, which builds base and builder as their parts."""
+        dockerfile = context / variant.dockerfile
+        tags = {
+            stage: f"{variant.namespace}/{stage}:{scenario}"
+            for stage in images_that_run(STAGES, dockerfile)
+        }
+        total, steps = self.bake(context, variant, tags)
+        if scenario == "noop":
+            # base and builder as images too, for the size table: cached, and not timed.
+            self.bake(
+                context,
+                variant,
+                {
+                    stage: f"{variant.namespace}/{stage}:{scenario}"
+                    for stage in STAGES
+                    if stage not in tags
+                },
+            )
         self.builds.append(
             {
                 "variant": variant.name,
                 "scenario": scenario,
                 "repetition": repetition,
-                "stages": list(STAGES),
+                "stages": list(tags),
                 "tags": list(tags.values()),
                 "seconds": round(total, 3),
                 "steps": [asdict(step) for step in steps],

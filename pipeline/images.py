@@ -156,6 +156,12 @@ def bake_rounds(stage_names: list[str] | tuple[str, ...], dockerfile: Path) -> l
     return [round_ for round_ in rounds if round_]
 
 
+def images_that_run(stage_names=STAGES, dockerfile: Path | None = None) -> list[str]:
+    """The stages no other stage builds on (development, production, callback): building
+    them builds every stage, base and builder included, as their parts."""
+    return bake_rounds(stage_names, dockerfile or DOCKERFILE)[0]
+
+
 @contextlib.contextmanager
 def bake_file(definition: dict) -> Iterator[Path]:
     """The definition as a temporary JSON bake file (bake reads definitions from files)."""
@@ -234,14 +240,16 @@ def format_build_table(results: list[BuildResult]) -> str:
 BUILD_RECORD = REPORTS / "build.json"
 
 
-def record_and_format(built: list[BuildResult]) -> str:
+def record_and_format(built: list[BuildResult], *, fresh: bool = False) -> str:
     """Add these builds to reports/build.json and render every stage built so far as a table.
 
     Each `build(<stage>)` session is its own nox session; the record lets the last one
-    print the whole table.
+    print the whole table. fresh=True starts the record over (a build of every stage).
     """
     REPORTS.mkdir(parents=True, exist_ok=True)
-    record = json.loads(BUILD_RECORD.read_text()) if BUILD_RECORD.is_file() else {}
+    record = {}
+    if BUILD_RECORD.is_file() and not fresh:
+        record = json.loads(BUILD_RECORD.read_text())
     for result in built:
         record[result.stage] = {
             "tags": list(result.tags),
