@@ -49,9 +49,11 @@ def infra_pytest_arguments(junit: Path) -> list[str]:
         "-o",
         "junit_family=xunit1",
         "-p",
-        "no:cacheprovider",
-        "-p",
         "testinfra",
+        # Built-in plugins the suite has no use for (no cache between runs, doctests,
+        # unittest classes, pastebin, py.path fixtures): each costs start-up time.
+        *("-p", "no:cacheprovider", "-p", "no:doctest", "-p", "no:unittest"),
+        *("-p", "no:pastebin", "-p", "no:legacypath"),
     ]
 
 
