@@ -146,24 +146,33 @@ class Target:
         inside = [
             network_url(scheme, service, path)
             for service in self.services
+            if service in ids
             for path in HEALTH_PATHS.get(service, ())
             if host_url(scheme, self.inspect(service), service, path) is None
         ]
-        jobs = [
-            (f"root@{ids[service]}", service, facts_script(facts))
-            for service, facts in sections.items()
-        ]
+        # (who@container, service, sections) per exec; the fetch runs alongside, as the
+        # image's user.
+        jobs = [(f"root@{ids[service]}", service, facts) for service, facts in sections.items()]
         if inside and "app" in ids:
-            fetch = facts_script({"fetched": fetch_inside_command(inside)})
-            jobs.append((ids["app"], "app", fetch))
-        with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+            jobs.append((ids["app"], "app", {"fetched": fetch_inside_command(inside)}))
+        with ThreadPoolExecutor(max_workers=max(len(jobs), 1)) as pool:
             runs = [
-                (service, pool.submit(testinfra.get_host(f"docker://{spec}").run, script))
-                for spec, service, script in jobs
+                (
+                    service,
+                    facts,
+                    pool.submit(testinfra.get_host(f"docker://{spec}").run, facts_script(facts)),
+                )
+                for spec, service, facts in jobs
             ]
             found: dict[str, dict[str, Fact]] = {service: {} for service in sections}
-            for service, run in runs:
-                found[service].update(split_facts(run.result().stdout))
+            for service, facts, run in runs:
+                result = run.result()
+                read = split_facts(result.stdout)
+                # An exec that could not run (a container that is gone) reports each
+                # section it was asked for as failed, with what `docker exec` said.
+                for name in facts:
+                    read.setdefault(name, Fact(result.rc or -1, result.stderr))
+                found[service].update(read)
         return found
 
 
