@@ -440,6 +440,12 @@ def _compose_findings(
             error_lines.append(output_line)
     if result.returncode != 0:
         message = _one_line("\n".join(error_lines)) or f"exited {result.returncode}"
+        required = re.search(r"required variable (\w+)", message)
+        if required:
+            # Compose may warn that the same variable "is not set" at its other uses first
+            # (in map order, so only sometimes): the error already names that fault.
+            unset = f'"{required[1]}" variable is not set'
+            findings = [finding for finding in findings if unset not in finding.message]
         findings.append(
             Finding(
                 compose_relative,
