@@ -191,16 +191,7 @@ def build_stages(
     definition = bake_definition(tags, source=source, context=ROOT, dockerfile=DOCKERFILE)
     with bake_file(definition) as path:
         for round_ in bake_rounds(stage_names, DOCKERFILE):
-            try:
-                docker.buildx.bake(round_, files=[path], progress=progress)
-            except DockerException as error:
-                if progress is False and error.stderr:
-                    print(error.stderr[-4000:], file=sys.stderr)
-                raise PipelineError(
-                    f"docker/Dockerfile: {_stage_list(round_)} failed to build "
-                    f"(exit {error.return_code}); the BuildKit output above names the "
-                    "failing step."
-                ) from None
+            _bake(round_, path, progress)
     seconds = time.monotonic() - started
     results = []
     for name in stage_names:
@@ -215,6 +206,30 @@ def build_stages(
         built = ", ".join(result.tags[0] for result in results)
         print(f"dashtam: built {built} in {seconds:.1f} s", file=sys.stderr)
     return results
+
+
+def _bake(targets: list[str], bake_path: Path, progress: str | bool) -> None:
+    """One `docker buildx bake`, its output streamed (shown live, or kept for a failure).
+
+    Streamed, because python-on-whales' plain form runs a second `bake --print` after
+    every build to return the definition, which nothing here reads.
+    """
+    output: list[str] = []
+    try:
+        for line in docker.buildx.bake(
+            targets, files=[bake_path], progress=progress, stream_logs=True
+        ):
+            if progress is False:
+                output.append(line)
+            else:
+                sys.stderr.write(line)
+    except DockerException as error:
+        if progress is False:
+            print("".join(output)[-4000:], file=sys.stderr)
+        raise PipelineError(
+            f"docker/Dockerfile: {_stage_list(targets)} failed to build "
+            f"(exit {error.return_code}); the BuildKit output above names the failing step."
+        ) from None
 
 
 def _stage_list(stage_names: tuple[str, ...] | list[str]) -> str:
