@@ -52,7 +52,8 @@ def fetch(target, container_facts, container_inspect, service: str, path: str):
     url = network_url(scheme, service, path)
     fetched = container_facts["app"].get("fetched")
     if fetched is None or fetched.exit_code != 0:
-        return 0, "the app container could not run the fetch", f"network {url}"
+        said = fetched.output.strip()[-200:] if fetched else ""
+        return 0, f"the app container could not run the fetch: {said}", f"network {url}"
     status, body = parse_fetched(fetched.output).get(url, (0, "not fetched"))
     return status, body, f"network {url}"
 
