@@ -33,11 +33,19 @@ class Process:
     name: str
 
 
+# runc's own bootstrap while it starts an exec (a healthcheck probe, a `docker exec`): it
+# belongs to the engine and runs as root for a moment before it becomes the command, as the
+# exec's user. Like Docker's DNS server below, it is never the service's process.
+_RUNTIME_BOOTSTRAP = "runc:["
+
+
 def parse_processes(text: str) -> list[Process]:
     processes = []
     for line in text.splitlines():
         fields = line.split(maxsplit=3)
         if len(fields) == 4 and fields[0].isdigit():
+            if fields[3].startswith(_RUNTIME_BOOTSTRAP):
+                continue
             processes.append(Process(int(fields[0]), int(fields[1]), int(fields[2]), fields[3]))
     return processes
 

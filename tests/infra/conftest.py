@@ -150,29 +150,28 @@ class Target:
             for path in HEALTH_PATHS.get(service, ())
             if host_url(scheme, self.inspect(service), service, path) is None
         ]
-        # (who@container, service, sections) per exec; the fetch runs alongside, as the
-        # image's user.
-        jobs = [(f"root@{ids[service]}", service, facts) for service, facts in sections.items()]
+        # One worker per container, running that container's execs one after another (two
+        # at once would see each other starting); the fetch runs as the image's user.
+        execs: dict[str, list[tuple[str, dict[str, str]]]] = {
+            service: [(f"root@{ids[service]}", facts)] for service, facts in sections.items()
+        }
         if inside and "app" in ids:
-            jobs.append((ids["app"], "app", {"fetched": fetch_inside_command(inside)}))
-        with ThreadPoolExecutor(max_workers=max(len(jobs), 1)) as pool:
-            runs = [
-                (
-                    service,
-                    facts,
-                    pool.submit(testinfra.get_host(f"docker://{spec}").run, facts_script(facts)),
-                )
-                for spec, service, facts in jobs
-            ]
-            found: dict[str, dict[str, Fact]] = {service: {} for service in sections}
-            for service, facts, run in runs:
-                result = run.result()
-                read = split_facts(result.stdout)
+            execs["app"].append((ids["app"], {"fetched": fetch_inside_command(inside)}))
+
+        def read(service: str) -> dict[str, Fact]:
+            found: dict[str, Fact] = {}
+            for spec, facts in execs[service]:
+                result = testinfra.get_host(f"docker://{spec}").run(facts_script(facts))
+                found.update(split_facts(result.stdout))
                 # An exec that could not run (a container that is gone) reports each
                 # section it was asked for as failed, with what `docker exec` said.
                 for name in facts:
-                    read.setdefault(name, Fact(result.rc or -1, result.stderr))
-                found[service].update(read)
+                    found.setdefault(name, Fact(result.rc or -1, result.stderr))
+            return found
+
+        with ThreadPoolExecutor(max_workers=max(len(execs), 1)) as pool:
+            readings = {service: pool.submit(read, service) for service in execs}
+            found = {service: reading.result() for service, reading in readings.items()}
         return found
 
 

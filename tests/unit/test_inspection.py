@@ -53,6 +53,14 @@ def test_process_lines_become_processes():
     ]
 
 
+def test_runc_starting_an_exec_is_the_engine_not_the_service():
+    # Caught by a ci run: a healthcheck exec, mid-start, listed as root.
+    listing = "1 1000 1000 python\n44 0 0 runc:[2:INIT]\n45 0 0 runc:[1:CHILD]\n"
+    assert [p.pid for p in parse_processes(listing)] == [1]
+    # A root process with any other name still counts.
+    assert [p.uid for p in parse_processes("1 1000 1000 python\n9 0 0 sh\n")] == [1000, 0]
+
+
 def test_fetched_lines_map_each_url_to_status_and_body():
     output = '["http://app:8000/health", 200, "{}"]\n["http://callback:8182/health", 0, "x"]\n'
     assert parse_fetched(output) == {
