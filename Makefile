@@ -9,8 +9,12 @@ SHELL := /bin/bash
 UV ?= uv
 NOX := $(UV) run --locked --no-default-groups --group pipeline nox
 AIRGAP := $(filter airgap,$(DASHTAM_IMAGE_SOURCE))
-# air-gapped mode builds local stand-ins for the base images first (cached when present).
-AIRGAP_PREP := $(if $(AIRGAP),$(NOX) -s base-images &&,)
+# air-gapped mode builds local stand-ins for the base images first, in the same nox run
+# (nothing to do, decided from their labels, when their inputs are unchanged).
+AIRGAP_PREP := $(if $(AIRGAP),base-images,)
+# The compose project the dev-* targets act on: DASHTAM_PROJECT=<name> runs a second dev
+# stack beside your own, with its own env file (env/.env.<name>) and volumes.
+DEV_PROJECT := $(or $(DASHTAM_PROJECT),dashtam-dev)
 
 .PHONY: help tools engine verify test lint build base-images \
 	dev-up dev-down dev-restart dev-status dev-logs dev-shell dev-rebuild dev-destroy \
@@ -27,16 +31,16 @@ engine: ## Install and start Docker Engine >= 26 with Compose and Buildx when no
 	@bash scripts/install-docker.sh $(if $(AIRGAP),--with-mmdebstrap,)
 
 verify: tools engine ## The main job: lint, build every stage, verify every environment
-	$(AIRGAP_PREP) $(NOX) -s lint build-all verify
+	$(NOX) -s $(AIRGAP_PREP) lint build-all verify
 
 test: tools engine ## The test suite: unit, lint, build, verify every environment, pipeline integration
-	$(AIRGAP_PREP) $(NOX) -s tests lint build verify integration
+	$(NOX) -s $(AIRGAP_PREP) tests lint build verify integration
 
 lint: tools ## Lint Dockerfile, YAML, compose configs, workflows and env files
 	$(NOX) -s lint
 
 build: tools ## Build all five stages (tags development, production, callback)
-	$(AIRGAP_PREP) $(NOX) -s build-all
+	$(NOX) -s $(AIRGAP_PREP) build-all
 
 base-images: tools ## Build the air-gapped stand-ins for the upstream base images
 	@bash scripts/install-docker.sh --with-mmdebstrap
@@ -62,10 +66,10 @@ dev-shell: tools ## Open a shell in the dev app container (as appuser)
 dev-rebuild: tools ## Rebuild the development image without cache and restart the dev stack
 	DASHTAM_BUILD_NO_CACHE=1 $(NOX) -s "up(dev)"
 
-dev-destroy: tools ## DELETE the dev stack's data volumes (asks first; CONFIRM=dashtam-dev skips)
-	@echo "WARNING: this deletes the PostgreSQL and Redis data of dashtam-dev for good." >&2
-	@if [ "$${CONFIRM:-}" != dashtam-dev ]; then \
-	  read -r -p "Type dashtam-dev to confirm: " answer && [ "$$answer" = dashtam-dev ] \
+dev-destroy: tools ## DELETE the dev stack's data volumes (asks first; CONFIRM=<project> skips)
+	@echo "WARNING: this deletes the PostgreSQL and Redis data of $(DEV_PROJECT) for good." >&2
+	@if [ "$${CONFIRM:-}" != "$(DEV_PROJECT)" ]; then \
+	  read -r -p "Type $(DEV_PROJECT) to confirm: " answer && [ "$$answer" = "$(DEV_PROJECT)" ] \
 	  || { echo "make: nothing deleted." >&2; exit 1; }; fi
 	$(NOX) -s "down(dev)" -- --volumes
 

@@ -1,5 +1,7 @@
 # /// script
-# dependencies = ["nox>=2025.2.9", "python-on-whales>=0.75", "cryptography>=43", "pyyaml>=6.0"]
+# dependencies = [
+#   "nox>=2026.10.20", "cryptography>=43", "pyyaml>=6.0", "python-dotenv>=1.0",
+# ]
 # ///
 """Dashtam's pipeline: lint, build every stage, boot and verify every environment.
 
@@ -11,9 +13,9 @@ the ones that run tools or pytest install the lock file's groups with uv.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import sys
+from pathlib import Path
 
 import nox
 from nox.command import CommandFailed
@@ -22,14 +24,17 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from pipeline.environments import ENVIRONMENTS, STAGES
 from pipeline.errors import PipelineError
+from pipeline.verification import default_jobs, verifies_every_environment
 
-# python-on-whales logs every docker command at INFO; the build output says enough.
-logging.getLogger("python_on_whales").setLevel(logging.WARNING)
-
-nox.needs_version = ">=2025.2.9"
+nox.needs_version = ">=2026.10.20"
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.sessions = ["lint", "build-all", "verify"]
 nox.options.reuse_venv = "yes"
+# `nox`, `nox -s verify`, `make verify`: nox's own scheduler verifies the environments side by
+# side (each in its own process, with its own stack, report and teardown; output printed
+# whole as each finishes); every other session runs alone, in order. `-j 1` for one at a time.
+if verifies_every_environment(sys.argv[1:]):
+    nox.options.parallel = default_jobs()
 
 STAGE_PARAMS = [nox.param(name, id=name) for name in STAGES]
 ENVIRONMENT_PARAMS = [nox.param(name, id=name) for name in ENVIRONMENTS]
@@ -63,7 +68,7 @@ def pipeline_errors(session: nox.Session):
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Lint Dockerfile, YAML, compose configs, workflows and env files (file:line: message)."""
+    """Lint Dockerfiles, YAML, compose, workflows, env files, shell and Python (file:line: msg)."""
     install_groups(session, "pipeline")
     session.run("python", "-m", "pipeline.lint", *session.posargs)
 
@@ -89,9 +94,9 @@ def build_all(session: nox.Session) -> None:
         session.log(f"\n{table}\nbase and builder: built as their parts (tag one: build(<stage>))")
 
 
-@nox.session(tags=["verify"])
-@nox.parametrize("environment", ENVIRONMENT_PARAMS)
-def verify(session: nox.Session, environment: str) -> None:
+@nox.session(tags=["verify"], allow_parallel=True)
+@nox.parametrize("environment_name", ENVIRONMENT_PARAMS)
+def verify(session: nox.Session, environment_name: str) -> None:
     """Boot one environment, run tests/infra against it, report, tear down (-- --keep)."""
     install_groups(session, "pipeline")
     from pipeline.verification import infra_pytest_arguments
@@ -100,17 +105,42 @@ def verify(session: nox.Session, environment: str) -> None:
     keep = "--keep" in session.posargs
     pytest_args = [arg for arg in session.posargs if arg != "--keep"]
 
-    def run_checks(test_env: dict[str, str], junit) -> bool:
+    def run_checks(suite_variables: dict[str, str], junit) -> bool:
         try:
-            session.run("pytest", *infra_pytest_arguments(junit), *pytest_args, env=test_env)
+            session.run("pytest", *infra_pytest_arguments(junit), *pytest_args, env=suite_variables)
         except CommandFailed:
             return False
         return True
 
     with pipeline_errors(session):
-        outcome = verify_environment(environment, run_checks, keep=keep)
+        outcome = verify_environment(environment_name, run_checks, keep=keep)
     if not outcome.passed:
-        session.error(f"verify({environment}) failed; see {outcome.summary}")
+        session.error(f"verify({environment_name}) failed; see {outcome.summary}")
+
+
+@nox.session(python=False, default=False)
+def publish(session: nox.Session) -> None:
+    """Push the images every verify passed on to the registry (-- --tag NAME); refuse others."""
+    from pipeline.environments import ROOT
+    from pipeline.publishing import IMAGES_RECORD, publish
+
+    arguments = list(session.posargs)
+    tag = None
+    if arguments[:1] == ["--tag"] and len(arguments) == 2:
+        tag = arguments[1]
+    elif arguments:
+        session.error("usage: nox -s publish [-- --tag NAME]")
+    with pipeline_errors(session):
+        for item in publish(tag):
+            session.log(f"{item.stage}: {item.reference} (tag {item.tag}, {item.image_id[:19]}…)")
+        session.log(f"recorded in {IMAGES_RECORD.relative_to(ROOT)} and reports/sbom/")
+
+
+@nox.session(default=False)
+def policy(session: nox.Session) -> None:
+    """Hold any compose file (-- -f FILE) or running project (-- --project NAME) to the policy."""
+    install_groups(session, "pipeline")
+    session.run("python", "-m", "pipeline.policy", *session.posargs)
 
 
 @nox.session
@@ -134,7 +164,44 @@ def base_images(session: nox.Session) -> None:
 
     with pipeline_errors(session):
         for image in build_base_images(force="--force" in session.posargs):
-            session.log(str(image))
+            session.log(f"{image.reference} = {image.version_reference} ({image.version})")
+
+
+@nox.session(python=False)
+def sbom(session: nox.Session) -> None:
+    """Write a CycloneDX SBOM of each image that runs to reports/sbom/<stage>.json."""
+    from pipeline.environments import REPORTS, ROOT, image_name
+    from pipeline.images import images_that_run
+    from pipeline.sbom import summary, write_sboms
+
+    images = {stage: f"{image_name(stage)}:latest" for stage in images_that_run()}
+    with pipeline_errors(session):
+        for path in write_sboms(images, REPORTS / "sbom"):
+            session.log(summary(path, ROOT))
+
+
+@nox.session(python=False, default=False)
+def registry(session: nox.Session) -> None:
+    """Start the pipeline's OCI registry (or reuse it) and print its address (localhost:5000)."""
+    from pipeline.registry import VOLUME_NAME, ensure_registry
+
+    with pipeline_errors(session):
+        address = ensure_registry()
+    session.log(f"registry at {address}, data in volume {VOLUME_NAME}; push to {address}/<name>")
+    print(address)  # alone on stdout: `address=$(nox -s registry)`
+
+
+@nox.session(name="registry-stop", python=False, default=False)
+def registry_stop(session: nox.Session) -> None:
+    """Stop and remove the registry's container; its volume, and what was pushed, stays."""
+    from pipeline.registry import CONTAINER_NAME, VOLUME_NAME, stop_registry
+
+    with pipeline_errors(session):
+        stopped = stop_registry()
+    if stopped:
+        session.log(f"{CONTAINER_NAME} stopped and removed; its data stays in {VOLUME_NAME}")
+    else:
+        session.log(f"no {CONTAINER_NAME} container; nothing to stop")
 
 
 @nox.session(python=False)
@@ -147,61 +214,93 @@ def certs(session: nox.Session) -> None:
         ensure_dev_certs(DEV_CERTS)
 
 
+@nox.session(name="prod-secrets", python=False, default=False)
+def prod_secrets(session: nox.Session) -> None:
+    """Write a fresh set of prod secret files (-- FOLDER, default secrets/prod); never overwrite."""
+    from pipeline.environments import ROOT
+    from pipeline.secret_files import SECRETS_DIR_VARIABLE, write_secret_files
+
+    folder = Path(session.posargs[0]).resolve() if session.posargs else ROOT / "secrets" / "prod"
+    with pipeline_errors(session):
+        for path in write_secret_files(folder):
+            session.log(f"wrote {path}")
+    session.log(
+        f"set {SECRETS_DIR_VARIABLE} in env/.env.prod to that folder (relative to compose/)"
+    )
+
+
 @nox.session(python=False, default=False)
-@nox.parametrize("environment", ENVIRONMENT_PARAMS)
-def up(session: nox.Session, environment: str) -> None:
+def audit(session: nox.Session) -> None:
+    """Audit uv.lock's packages for known vulnerabilities (-- --strict: no service fails)."""
+    from pipeline.audit import audit_locked_packages
+
+    unknown = [argument for argument in session.posargs if argument != "--strict"]
+    if unknown:
+        session.error(f"unknown argument {unknown[0]!r}; the only one is --strict")
+    with pipeline_errors(session):
+        outcome = audit_locked_packages(strict="--strict" in session.posargs)
+    for line in outcome.lines:
+        session.log(line)
+    if not outcome.passed:
+        session.error(outcome.summary)
+    session.log(outcome.summary)
+
+
+@nox.session(python=False, default=False)
+@nox.parametrize("environment_name", ENVIRONMENT_PARAMS)
+def up(session: nox.Session, environment_name: str) -> None:
     """Build and start an environment's stack for operators, and wait until it is healthy."""
     from pipeline import operations
 
     with pipeline_errors(session):
-        operations.up(environment, rebuild="--build" in session.posargs)
+        operations.up(environment_name, rebuild="--build" in session.posargs)
 
 
 @nox.session(python=False, default=False)
-@nox.parametrize("environment", ENVIRONMENT_PARAMS)
-def down(session: nox.Session, environment: str) -> None:
+@nox.parametrize("environment_name", ENVIRONMENT_PARAMS)
+def down(session: nox.Session, environment_name: str) -> None:
     """Stop an environment's stack; its data volumes are kept (-- --volumes deletes them)."""
     from pipeline import operations
 
     with pipeline_errors(session):
-        operations.down(environment, delete_volumes="--volumes" in session.posargs)
+        operations.down(environment_name, delete_volumes="--volumes" in session.posargs)
 
 
 @nox.session(python=False, default=False)
-@nox.parametrize("environment", ENVIRONMENT_PARAMS)
-def status(session: nox.Session, environment: str) -> None:
+@nox.parametrize("environment_name", ENVIRONMENT_PARAMS)
+def status(session: nox.Session, environment_name: str) -> None:
     """Show an environment's containers, health and ports."""
     from pipeline import operations
 
     with pipeline_errors(session):
-        operations.status(environment)
+        operations.status(environment_name)
 
 
 @nox.session(python=False, default=False)
-@nox.parametrize("environment", ENVIRONMENT_PARAMS)
-def logs(session: nox.Session, environment: str) -> None:
+@nox.parametrize("environment_name", ENVIRONMENT_PARAMS)
+def logs(session: nox.Session, environment_name: str) -> None:
     """Follow an environment's logs (-- <service> narrows it)."""
     from pipeline import operations
 
     with pipeline_errors(session):
-        operations.logs(environment, session.posargs)
+        operations.logs(environment_name, session.posargs)
 
 
 @nox.session(python=False, default=False)
-@nox.parametrize("environment", ENVIRONMENT_PARAMS)
-def shell(session: nox.Session, environment: str) -> None:
+@nox.parametrize("environment_name", ENVIRONMENT_PARAMS)
+def shell(session: nox.Session, environment_name: str) -> None:
     """Open a shell in an environment's app container (-- <service> picks another)."""
     from pipeline import operations
 
     with pipeline_errors(session):
-        operations.shell(environment, session.posargs[0] if session.posargs else "app")
+        operations.shell(environment_name, session.posargs[0] if session.posargs else "app")
 
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
     """Measure build, size, boot and verify against the seed design and goss (reports/bench.*)."""
     install_groups(session, "pipeline")
-    session.run("python", "-m", "pipeline.bench", *session.posargs)
+    session.run("python", "-m", "bench", *session.posargs)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,19 @@
 #!/bin/sh
 # The runtime image's root filesystem, cut out of the Python base image it runs in (as root,
-# in a stage FROM that image): nothing ships but what the app runs on - no apt, dpkg, perl,
-# bash or package caches.
+# in a stage FROM that image): nothing ships but what the app runs on - no shell, no
+# coreutils, no apt, dpkg, perl or bash, no package caches. The checks read the running
+# container from outside (pipeline/inspector.py); the healthcheck and entrypoint are Python.
 #
 #   runtime-rootfs.sh base DESTINATION APP_UID APP_GID
-#       the interpreter and its standard library, the shared libraries they load, a shell
-#       and the few tools an operator and the verification suite use, the TLS trust store,
-#       and two accounts: root and appuser.
+#       the interpreter and its standard library (no bytecode: the image compiles what the
+#       app imports), the shared libraries they load, the TLS trust store, and two
+#       accounts: root and appuser.
 #   runtime-rootfs.sh libraries DESTINATION VENV BASE
 #       the shared libraries VENV's compiled packages load that BASE (a `base` result)
-#       lacks; stops the build when the Python image has no such library at all.
+#       lacks.
 #
-# Two steps, so a dependency change re-runs only the second, quick one.
+# Either step stops the build when a library something loads is missing from the Python
+# image. Two steps, so a dependency change re-runs only the second, quick one.
 set -eu
 
 usage() {
@@ -19,10 +21,6 @@ usage() {
   echo "       runtime-rootfs.sh libraries DESTINATION VENV BASE" >&2
   exit 2
 }
-
-# What `docker exec`, tests/infra and a derived image's RUN use: /bin/sh, awk over /proc,
-# find, stat, id, whoami, and the basic file tools.
-tools="sh cat ls find stat id whoami env awk grep head tail sort wc sleep touch rm mkdir cp mv chmod"
 
 # Copy a path to the same place under DESTINATION, through its real directory, so the
 # merged-/usr symlinks (/lib -> usr/lib, ...) keep resolving as in the base image.
@@ -39,6 +37,20 @@ libraries_of() {
   for object in "$@"; do
     ldd "$object" 2>/dev/null | awk '/=> \// { print $3 } /^\t\// { print $1 }'
   done | sort -u
+}
+
+# A library the image lacks would only fail at import time, in a running container: stop
+# the build here instead, naming the file that needs it and the library.
+require_libraries_of() {
+  missing=$(for object in "$@"; do
+    ldd "$object" 2>/dev/null | awk -v object="$object" '/not found/ { print object ": " $1 }'
+  done)
+  if [ -n "$missing" ]; then
+    echo "runtime-rootfs: shared libraries missing from the Python image:" >&2
+    echo "$missing" >&2
+    echo "runtime-rootfs: install them (apt-get) in docker/Dockerfile's runtime-root stage, before this step." >&2
+    exit 1
+  fi
 }
 
 base() {
@@ -71,12 +83,14 @@ base() {
     fi
   done
 
-  # The standard library without its test suite, GUI and bootstrap-installer parts.
+  # The standard library without its test suite, GUI and bootstrap-installer parts, and
+  # without bytecode: the image compiles exactly what the app imports (runtime-check.py).
   mkdir -p "$destination$stdlib"
   (cd "$stdlib" && tar -c \
     --exclude=./test --exclude=./idlelib --exclude=./tkinter --exclude=./turtledemo \
     --exclude=./ensurepip --exclude='./lib-dynload/_test*' --exclude='./lib-dynload/xx*' \
     --exclude='./lib-dynload/_xxtestfuzz*' --exclude=./site-packages --exclude=./dist-packages \
+    --exclude=__pycache__ \
     .) | tar -x -C "$destination$stdlib"
   if [ "$platstdlib" != "$stdlib" ] && [ -d "$platstdlib" ]; then
     mkdir -p "$destination$platstdlib"
@@ -86,20 +100,25 @@ base() {
   version_dir=$(basename "$stdlib")
   if [ -d "/etc/$version_dir" ]; then cp -a "/etc/$version_dir" "$destination/etc/"; fi
 
-  tool_paths=""
-  for tool in $tools; do
-    found=$(command -v "$tool")
-    copy "$found"
-    tool_paths="$tool_paths $found"
-  done
-
   # shellcheck disable=SC2046,SC2086 # one path per word, none with spaces
-  libraries_of "$python" $tool_paths $(find "$destination$stdlib" -name '*.so*' -type f) \
-    | while read -r library; do copy "$library"; done
-  # glibc loads libgcc_s itself (dlopen) to unwind a thread that exits or is cancelled;
-  # no ELF file names it, and without it such a thread aborts the process.
+  set -- "$python" $(find "$destination$stdlib" -name '*.so*' -type f)
+  require_libraries_of "$@"
+  libraries_of "$@" | while read -r library; do copy "$library"; done
+
+  # What is loaded with dlopen, which no ELF file names (so ldd cannot see it):
+  # - libgcc_s: glibc loads it to unwind a thread that exits or is cancelled; without it
+  #   such a thread aborts the process.
+  # - OpenSSL's provider modules (ossl-modules): the default provider is built into
+  #   libcrypto; the others (legacy, fips) load only when a configuration asks for them.
   gcc_s=$(ldconfig -p 2>/dev/null | awk '/libgcc_s\.so\.1 / { print $NF; exit }')
-  if [ -n "$gcc_s" ]; then copy "$gcc_s"; fi
+  [ -n "$gcc_s" ] || { echo "runtime-rootfs: libgcc_s.so.1 is missing from the Python image" >&2; exit 1; }
+  copy "$gcc_s"
+  modules=$(find /usr/lib /usr/local/lib -maxdepth 3 -type d -name ossl-modules 2>/dev/null | head -n 1)
+  if [ -n "$modules" ]; then
+    require_libraries_of "$modules"/*.so
+    mkdir -p "$destination$modules"
+    cp -a "$modules/." "$destination$modules/"
+  fi
 
   # What the libraries read: the loader's cache (python:3.13-slim keeps libpython in
   # /usr/local/lib), name service switch, TLS trust store and OpenSSL's configuration, and
@@ -128,18 +147,8 @@ libraries() {
   mkdir -p "$destination"
   objects=$(find "$venv" -name '*.so*' -type f)
   [ -n "$objects" ] || return 0
-
-  # A library the Python image lacks would only fail at import time, in a running
-  # container: stop the build here instead, naming the package's file and the library.
-  missing=$(for object in $objects; do
-    ldd "$object" 2>/dev/null | awk -v object="$object" '/not found/ { print object ": " $1 }'
-  done)
-  if [ -n "$missing" ]; then
-    echo "runtime-rootfs: shared libraries missing from the Python image:" >&2
-    echo "$missing" >&2
-    echo "runtime-rootfs: install them (apt-get) in docker/Dockerfile's runtime-root stage, before this step." >&2
-    exit 1
-  fi
+  # shellcheck disable=SC2086 # one path per word, none with spaces
+  require_libraries_of $objects
   # shellcheck disable=SC2086 # one path per word, none with spaces
   libraries_of $objects | while read -r library; do
     if [ ! -e "$base_root$(readlink -f "$(dirname "$library")")/$(basename "$library")" ]; then

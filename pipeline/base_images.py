@@ -1,8 +1,12 @@
-"""Build the air-gapped stand-ins for the upstream base images from Debian 13 packages.
+"""Build the air-gapped stand-ins for the upstream base images from the Debian 13 archive.
 
-Without a container registry the stack still needs python, uv, postgres and redis images. We
-bootstrap a Debian 13 root filesystem with mmdebstrap from the host's own Debian mirror, import
-it, and build each stand-in (docker/base-images/<key>/Dockerfile) on top of it with apt-get.
+Without a container registry the stack still needs python, uv, postgres and redis images,
+and the pipeline's own OCI registry (pipeline.registry) an image to run. We bootstrap a
+Debian 13 root filesystem with mmdebstrap from the host's own Debian mirror, import it, and
+build each stand-in (docker/base-images/<key>/Dockerfile) on top of it with apt-get.
+PostgreSQL, Redis and the registry are Debian's packages; Python is CPython built from
+source into /usr/local, the official image's layout (so upstream's code paths run here too),
+and uv's stand-in is built on it.
 
 Every stand-in gets two tags: its stable reference from pipeline.image_sources (what the
 Dockerfile and compose files use) and a truthful one naming the version inside, read from the
@@ -12,11 +16,11 @@ upstream name.
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
+import json
 import os
 import re
 import shutil
-import subprocess
 import tarfile
 import tempfile
 import urllib.error
@@ -24,13 +28,13 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from python_on_whales import DockerException, Image, docker
-
 from pipeline import preflight
 from pipeline.ca_bundle import ca_bundle_secrets
+from pipeline.engine import image_id, remove_if_untagged
 from pipeline.environments import ROOT
 from pipeline.errors import PipelineError
 from pipeline.image_sources import AIRGAP_ROOTFS, BASE_IMAGES, UV_VERSION, BaseImage
+from pipeline.process import last_line, run
 
 # Debian 13, the release the stable references name; the version tags end the same way.
 DEBIAN_SUITE = "trixie"
@@ -49,22 +53,30 @@ Dir::Cache::srcpkgcache "";
 
 VERSION_LABEL = "org.opencontainers.image.version"
 DESCRIPTION_LABEL = "org.opencontainers.image.description"
+# A digest of everything a stand-in is built from (its folder, its build args, the IDs of the
+# images it is built FROM): when the image carries the digest of today's inputs there is
+# nothing to do, decided from one `docker image inspect`, without BuildKit.
+INPUTS_LABEL = "dev.dashtam.base-image.inputs"
 
 # The build order: uv is built FROM the python stand-in.
-BUILD_ORDER = ("python", "uv", "postgres", "redis")
+BUILD_ORDER = ("python", "uv", "postgres", "redis", "registry")
 
 # Shell run inside each built image, printing "<package version> <version for the tag>".
 # The package version (Debian's, or uv's own) goes into the OCI version label; the second field
 # is what the program itself reports, made into the truthful tag.
 _PYTHON_VERSION = "python3.13 -c 'import platform; print(platform.python_version())'"
 VERSION_PROBES = {
-    "python": f"""echo "$(dpkg-query -W -f='${{Version}}' python3.13) $({_PYTHON_VERSION})" """,
+    # CPython built from source: no package, so the interpreter's own version is both.
+    "python": f"""python_version=$({_PYTHON_VERSION})
+echo "$python_version $python_version" """,
     "uv": f"""uv_version=$(uv --version | cut -d' ' -f2)
 echo "$uv_version $uv_version-python$({_PYTHON_VERSION})" """,
     "postgres": """echo "$(dpkg-query -W -f='${Version}' postgresql-17) \
 $(postgres --version | sed -E 's/^[^0-9]*([0-9][0-9.]*).*/\\1/')" """,
     "redis": """echo "$(dpkg-query -W -f='${Version}' redis-server) \
 $(redis-server --version | sed -E 's/.* v=([^ ]+).*/\\1/')" """,
+    "registry": """echo "$(dpkg-query -W -f='${Version}' docker-registry) \
+$(registry --version | sed -E 's/.* v?([0-9]+[.][0-9]+[.][0-9]+).*/\\1/')" """,
 }
 _TAG_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
@@ -81,49 +93,95 @@ class BuiltImage:
 
 
 def build_base_images(force: bool = False, progress: bool = True) -> list[BuiltImage]:
-    """Build the Debian 13 rootfs (if missing) and the four stand-ins; cached when unchanged.
+    """Build the Debian 13 rootfs (if missing) and the stand-ins; nothing when unchanged.
 
     force: rebuild the rootfs and every layer without the BuildKit cache.
     progress: show mmdebstrap and BuildKit output; otherwise it is captured and only a failure
     is reported.
     """
     preflight.require_engine()
+    if not force:
+        current = current_stand_ins()
+        if current is not None:
+            return current
     require_local_image_builder()
-    if force or not docker.image.exists(AIRGAP_ROOTFS):
+    if force or image_id(AIRGAP_ROOTFS) is None:
         import_debian_rootfs(progress=progress)
     images_by_key = {image.key: image for image in BASE_IMAGES}
     built: list[BuiltImage] = []
     for key in BUILD_ORDER:
-        build_args = {"ROOTFS_IMAGE": AIRGAP_ROOTFS}
-        if key == "uv":
-            build_args |= {"PYTHON_IMAGE": images_by_key["python"].airgap, "UV_VERSION": UV_VERSION}
-        built.append(build_stand_in(images_by_key[key], build_args, force, progress))
+        image = images_by_key[key]
+        build_args = stand_in_build_args(key)
+        built.append(build_stand_in(image, build_args, force, progress))
     return built
 
 
-def missing_stand_ins() -> list[str]:
-    """Stable references of the stand-ins that are not in the local image store."""
-    preflight.require_engine()
-    return [image.airgap for image in BASE_IMAGES if not docker.image.exists(image.airgap)]
+def stand_in_build_args(key: str) -> dict[str, str]:
+    build_args = {"ROOTFS_IMAGE": AIRGAP_ROOTFS}
+    if key == "uv":
+        python = next(image for image in BASE_IMAGES if image.key == "python")
+        build_args |= {"PYTHON_IMAGE": python.airgap, "UV_VERSION": UV_VERSION}
+    return build_args
 
 
-def require_stand_ins() -> None:
-    """Stop with a fix line when air-gapped mode would need a stand-in that is not built."""
-    missing = missing_stand_ins()
-    if missing:
-        raise PipelineError(
-            f"air-gapped mode: base image {', '.join(missing)} is missing; "
-            "run `nox -s base-images` first."
-        )
+def inputs_digest(key: str, build_args: dict[str, str], image_ids: dict[str, str]) -> str:
+    """sha256 over the stand-in's folder, its build args and the images they name (by ID)."""
+    digest = hashlib.sha256(key.encode())
+    for name, value in sorted(build_args.items()):
+        digest.update(f"\0{name}={image_ids.get(value, value)}".encode())
+    folder = BASE_IMAGES_DIRECTORY / key
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            digest.update(f"\0{path.relative_to(folder)}\0".encode())
+            digest.update(path.read_bytes())
+    return f"sha256:{digest.hexdigest()}"
+
+
+def inspect_images(references: list[str]) -> dict[str, dict]:
+    """reference -> `docker image inspect` of it, for those the engine has (one command)."""
+    result = run(["docker", "image", "inspect", *references])
+    # With some references missing docker exits 1 but still prints the ones it found.
+    found = json.loads(result.stdout or "[]")
+    by_id = {entry["Id"]: entry for entry in found}
+    answers = {}
+    for reference in references:
+        for entry in by_id.values():
+            if reference in (entry.get("RepoTags") or []) or reference == entry["Id"]:
+                answers[reference] = entry
+    return answers
+
+
+def current_stand_ins() -> list[BuiltImage] | None:
+    """The stand-ins as built, when every one carries the digest of today's inputs."""
+    references = [AIRGAP_ROOTFS, *(image.airgap for image in BASE_IMAGES)]
+    inspected = inspect_images(references)
+    if len(inspected) != len(references):
+        return None
+    image_ids = {reference: entry["Id"] for reference, entry in inspected.items()}
+    current = []
+    for image in BASE_IMAGES:
+        entry = inspected[image.airgap]
+        labels = entry["Config"].get("Labels") or {}
+        expected = inputs_digest(image.key, stand_in_build_args(image.key), image_ids)
+        recorded = recorded_stand_in(image, entry)
+        if labels.get(INPUTS_LABEL) != expected or recorded is None:
+            return None
+        current.append(recorded)
+    return current
 
 
 def require_local_image_builder() -> None:
     """The stand-ins are built FROM local images, which only buildx's docker driver can see."""
-    builder = docker.buildx.inspect()
-    if builder.driver != "docker":
+    result = run(["docker", "buildx", "inspect"])
+    fields = dict(
+        (name.strip(), value.strip())
+        for name, _, value in (line.partition(":") for line in result.stdout.splitlines())
+    )
+    driver = fields.get("Driver", "unknown")
+    if driver != "docker":
         raise PipelineError(
-            f"the current buildx builder {builder.name!r} uses the {builder.driver!r} driver, "
-            "which cannot build FROM local images; run `docker buildx use default`, "
+            f"the current buildx builder {fields.get('Name', '?')!r} uses the {driver!r} "
+            f"driver, which cannot build FROM local images; run `docker buildx use default`, "
             f"{REBUILD_HINT}."
         )
 
@@ -135,17 +193,17 @@ def debian_mirror() -> str:
         return override
     codename = host_codename()
     try:
-        index_targets = subprocess.run(
-            ["apt-get", "indextargets", "--format", "$(REPO_URI) $(CODENAME) $(IDENTIFIER)"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError) as error:
+        listing = run(
+            ["apt-get", "indextargets", "--format", "$(REPO_URI) $(CODENAME) $(IDENTIFIER)"]
+        )
+    except OSError:
+        listing = None
+    if listing is None or listing.returncode != 0:
         raise PipelineError(
             "cannot list the host's apt sources (`apt-get indextargets` failed); "
             f"set {MIRROR_VARIABLE} to a Debian mirror URL, {REBUILD_HINT}."
-        ) from error
+        )
+    index_targets = listing.stdout
     for line in index_targets.splitlines():
         fields = line.split()
         if len(fields) == 3 and fields[1] == codename and fields[2] == "Packages":
@@ -230,7 +288,7 @@ def import_debian_rootfs(progress: bool) -> None:
             str(rootfs_tar),
             mirror,
         ]
-        bootstrap = subprocess.run(command, capture_output=not progress, text=True, check=False)
+        bootstrap = run(command, capture=not progress)
         if bootstrap.returncode != 0:
             detail = last_line(bootstrap.stderr) if not progress else "see its output above"
             raise PipelineError(
@@ -238,24 +296,36 @@ def import_debian_rootfs(progress: bool) -> None:
                 f"(exit {bootstrap.returncode}: {detail}); check the mirror and network, "
                 f"{REBUILD_HINT}."
             )
-        debian_version = read_debian_version(rootfs_tar)
-        try:
-            docker.image.import_(
-                rootfs_tar,
-                tag=AIRGAP_ROOTFS,
-                changes=[
-                    f'LABEL {VERSION_LABEL}="{debian_version}"',
-                    f'LABEL {DESCRIPTION_LABEL}="Local air-gapped Debian {DEBIAN_SUITE} minbase '
-                    'root filesystem (mmdebstrap), base of the dashtam-airgap stand-ins."',
-                    'CMD ["bash"]',
-                ],
-                message=f"mmdebstrap --variant=minbase {DEBIAN_SUITE} {mirror}",
-            )
-        except DockerException as error:
-            raise PipelineError(
-                f"`docker import` of the Debian {DEBIAN_SUITE} rootfs as {AIRGAP_ROOTFS} failed "
-                f"({last_line(error.stderr)}); check the engine's free disk space, {REBUILD_HINT}."
-            ) from error
+        import_rootfs(rootfs_tar, mirror)
+
+
+def import_rootfs(rootfs_tar: Path, mirror: str) -> None:
+    """`docker import` the bootstrapped tarball as AIRGAP_ROOTFS, labelled with its version."""
+    debian_version = read_debian_version(rootfs_tar)
+    imported = run(
+        [
+            "docker",
+            "image",
+            "import",
+            "--change",
+            f'LABEL {VERSION_LABEL}="{debian_version}"',
+            "--change",
+            f'LABEL {DESCRIPTION_LABEL}="Local air-gapped Debian {DEBIAN_SUITE} minbase '
+            'root filesystem (mmdebstrap), base of the dashtam-airgap stand-ins."',
+            "--change",
+            'CMD ["bash"]',
+            "--message",
+            f"mmdebstrap --variant=minbase {DEBIAN_SUITE} {mirror}",
+            str(rootfs_tar),
+            AIRGAP_ROOTFS,
+        ]
+    )
+    if imported.returncode != 0:
+        raise PipelineError(
+            f"`docker import` of the Debian {DEBIAN_SUITE} rootfs as {AIRGAP_ROOTFS} failed "
+            f"({last_line(imported.stderr)}); check the engine's free disk space, "
+            f"{REBUILD_HINT}."
+        )
 
 
 def read_debian_version(rootfs_tar: Path) -> str:
@@ -278,38 +348,39 @@ def build_stand_in(
     The label and the version tag need the versions the build produced. The first build
     reuses the label of the image it replaces: when that yields the very same image, nothing
     changed and we are done. Otherwise the versions are read from the new image and a second,
-    all-cached build adds the right label and tags.
+    all-cached build adds the right label and tags. Both carry the digest of the inputs.
     """
     if progress:
         print(f"base-images: building {image.airgap}", flush=True)
-    current = docker.image.inspect(image.airgap) if docker.image.exists(image.airgap) else None
+    inspected = inspect_images([image.airgap, *build_args.values()])
+    current = inspected.get(image.airgap)
+    image_ids = {reference: entry["Id"] for reference, entry in inspected.items()}
+    inputs = {INPUTS_LABEL: inputs_digest(image.key, build_args, image_ids)}
     previous = recorded_stand_in(image, current) if current else None
-    first_labels = {VERSION_LABEL: previous.version} if previous else {}
-    first_build = run_build(
+    first_labels = inputs | ({VERSION_LABEL: previous.version} if previous else {})
+    first_id = run_build(
         image, build_args, [image.airgap], first_labels, cache=not force, progress=progress
     )
-    if previous and first_build.id == previous.image_id:
+    if previous and first_id == previous.image_id:
         built = previous
     else:
-        package_version, tag_version = probe_versions(image, first_build.id)
+        package_version, tag_version = probe_versions(image, first_id)
         version_reference = f"{repository_of(image)}:{tag_version}-{DEBIAN_TAG_SUFFIX}"
-        labelled_build = run_build(
+        labelled_id = run_build(
             image,
             build_args,
             [image.airgap, version_reference],
-            {VERSION_LABEL: package_version},
+            inputs | {VERSION_LABEL: package_version},
             cache=True,
             progress=progress,
         )
         # Neither the first build (only a means to read the versions) nor the image this one
         # replaces should linger untagged; a replaced image keeps its own version tag if it
         # had another version.
-        replaced_id = current.id if current else first_build.id
-        for superseded_id in {first_build.id, replaced_id} - {labelled_build.id}:
+        replaced_id = current["Id"] if current else first_id
+        for superseded_id in {first_id, replaced_id} - {labelled_id}:
             remove_if_untagged(superseded_id)
-        built = BuiltImage(
-            image.key, image.airgap, version_reference, package_version, labelled_build.id
-        )
+        built = BuiltImage(image.key, image.airgap, version_reference, package_version, labelled_id)
     if progress:
         print(
             f"base-images: {built.reference} = {built.version_reference} ({built.version})",
@@ -318,24 +389,17 @@ def build_stand_in(
     return built
 
 
-def recorded_stand_in(image: BaseImage, current: Image) -> BuiltImage | None:
+def recorded_stand_in(image: BaseImage, inspected: dict) -> BuiltImage | None:
     """The stand-in as a previous run left it, if it carries its version label and tag."""
-    version = (current.config.labels or {}).get(VERSION_LABEL)
+    version = (inspected["Config"].get("Labels") or {}).get(VERSION_LABEL)
     version_references = [
         tag
-        for tag in (current.repo_tags or [])
+        for tag in (inspected.get("RepoTags") or [])
         if tag.startswith(f"{repository_of(image)}:") and tag != image.airgap
     ]
     if not version or len(version_references) != 1:
         return None
-    return BuiltImage(image.key, image.airgap, version_references[0], version, current.id)
-
-
-def remove_if_untagged(image_id: str) -> None:
-    """Delete an image no tag names any more; one still in use by a container stays."""
-    with contextlib.suppress(DockerException):
-        if not docker.image.inspect(image_id).repo_tags:
-            docker.image.remove(image_id)
+    return BuiltImage(image.key, image.airgap, version_references[0], version, inspected["Id"])
 
 
 def repository_of(image: BaseImage) -> str:
@@ -349,58 +413,58 @@ def run_build(
     labels: dict[str, str],
     cache: bool,
     progress: bool,
-) -> Image:
+) -> str:
+    """`docker buildx build --load` of the stand-in; the ID of the image it loaded."""
     dockerfile = BASE_IMAGES_DIRECTORY / image.key / "Dockerfile"
-    try:
-        built = docker.buildx.build(
-            dockerfile.parent,
-            file=dockerfile,
-            tags=tags,
-            labels=labels,
-            build_args=build_args,
-            secrets=ca_bundle_secrets(),
-            load=True,
-            cache=cache,
-            progress="auto" if progress else False,
-        )
-    except DockerException as error:
-        detail = last_line(error.stderr) if error.stderr else "see the build output above"
-        raise PipelineError(
-            f"building {image.airgap} from {dockerfile} failed ({detail}); fix the cause, "
-            f"{REBUILD_HINT}."
-        ) from error
-    if not isinstance(built, Image):
+    with tempfile.TemporaryDirectory(prefix="dashtam-base-image-") as directory:
+        id_file = Path(directory) / "image-id"
+        command = ["docker", "buildx", "build", "--load", "--file", str(dockerfile)]
+        command += [f"--iidfile={id_file}", f"--progress={'auto' if progress else 'plain'}"]
+        command += [f"--tag={tag}" for tag in tags]
+        command += [f"--label={name}={value}" for name, value in labels.items()]
+        command += [f"--build-arg={name}={value}" for name, value in build_args.items()]
+        command += [f"--secret={secret}" for secret in ca_bundle_secrets()]
+        command += [] if cache else ["--no-cache"]
+        result = run([*command, str(dockerfile.parent)], capture=not progress)
+        if result.returncode != 0:
+            detail = last_line(result.stderr) if not progress else "see the build output above"
+            raise PipelineError(
+                f"building {image.airgap} from {dockerfile} failed ({detail}); fix the cause, "
+                f"{REBUILD_HINT}."
+            )
+        built_id = id_file.read_text().strip() if id_file.is_file() else ""
+    if not built_id:
         raise PipelineError(
             f"building {image.airgap} loaded no image into the engine; "
             f"check `docker buildx ls` for the current builder, {REBUILD_HINT}."
         )
-    return built
+    return built_id
 
 
 def probe_versions(image: BaseImage, reference: str) -> tuple[str, str]:
     """(package version, tag version) as the built image itself reports them."""
-    try:
-        output = docker.run(
+    result = run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--pull=never",
+            "--entrypoint=/bin/sh",
             reference,
-            ["-c", VERSION_PROBES[image.key]],
-            entrypoint="/bin/sh",
-            remove=True,
-            pull="never",
-        )
-    except DockerException as error:
+            "-c",
+            VERSION_PROBES[image.key],
+        ]
+    )
+    if result.returncode != 0:
         raise PipelineError(
             f"cannot run the freshly built {image.airgap} to read its versions "
-            f"({last_line(error.stderr)}); fix its Dockerfile, {REBUILD_HINT}."
-        ) from error
-    fields = str(output).split()
+            f"({last_line(result.stderr)}); fix its Dockerfile, {REBUILD_HINT}."
+        )
+    output = result.stdout.strip()
+    fields = output.split()
     if len(fields) != 2 or not _TAG_PATTERN.fullmatch(f"{fields[1]}-{DEBIAN_TAG_SUFFIX}"):
         raise PipelineError(
             f"cannot read the version inside {image.airgap} (got {output!r}); fix VERSION_PROBES "
             f"in {__name__}, {REBUILD_HINT}."
         )
     return fields[0], fields[1]
-
-
-def last_line(text: str | None) -> str:
-    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
-    return lines[-1] if lines else "no output"

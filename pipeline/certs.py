@@ -12,9 +12,13 @@ is first moved aside to `<name>.bak.<timestamp>`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import ipaddress
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from cryptography import x509
@@ -132,17 +136,32 @@ def move_aside(path: Path, timestamp: str) -> Path | None:
 
 
 def write_file(path: Path, content: bytes, mode: int, uid: int, gid: int) -> None:
-    """Write via a temporary file and rename, so a reader never sees half a key."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.unlink(missing_ok=True)
-    # Created 0600 so the key is never briefly readable by others; widened below.
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(content)
-    os.chmod(temporary, mode)
-    if os.geteuid() == 0:
-        os.chown(temporary, uid, gid)
-    temporary.replace(path)
+    """Write through a temporary file of a unique name and rename it into place, so a reader
+    never sees half a key and two writers never share a temporary file."""
+    # Created 0600 (mkstemp's mode), so the key is never briefly readable by others.
+    descriptor, temporary_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    temporary = Path(temporary_name)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(content)
+        os.chmod(temporary, mode)
+        if os.geteuid() == 0:
+            os.chown(temporary, uid, gid)
+        temporary.replace(path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def exclusive(directory: Path) -> Iterator[None]:
+    """Lock the folder itself: one writer at a time checks and writes the pair, so two TLS
+    stacks booting at once cannot pair one's key with the other's certificate."""
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # closing releases the lock
 
 
 def ensure_dev_certs(
@@ -155,11 +174,14 @@ def ensure_dev_certs(
         return cert_path, key_path
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        timestamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        backups = [move_aside(path, timestamp) for path in (cert_path, key_path)]
-        cert_pem, key_pem = generate_pair()
-        write_file(key_path, key_pem, KEY_MODE, uid, gid)
-        write_file(cert_path, cert_pem, CERT_MODE, uid, gid)
+        with exclusive(directory):
+            if pair_is_good(cert_path, key_path):
+                return cert_path, key_path  # another run wrote it while this one waited
+            timestamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+            backups = [move_aside(path, timestamp) for path in (cert_path, key_path)]
+            cert_pem, key_pem = generate_pair()
+            write_file(key_path, key_pem, KEY_MODE, uid, gid)
+            write_file(cert_path, cert_pem, CERT_MODE, uid, gid)
     except OSError as error:
         raise PipelineError(
             f"cannot write the dev TLS pair in {directory}: {error.strerror or error}; "

@@ -42,11 +42,22 @@ SERVICE_PORTS = {**APP_SERVICE_PORTS, "postgres": 5432, "redis": 6379}
 # The user each data store's processes run as (never root).
 DATA_SERVICE_USERS = {"postgres": "postgres", "redis": "redis"}
 
+# The naming scheme of every variable a compose file interpolates (besides the base image
+# variables of pipeline.image_sources): lint holds the compose files to it, and the tests
+# clear variables with these prefixes from their environment so only the env files steer.
+VARIABLE_PREFIXES = (
+    "POSTGRES_",
+    "REDIS_",
+    "APP_",
+    "CALLBACK_",
+    "TEST_",
+    "DEV_",
+    "TLS_",
+    "DASHTAM_",
+)
+
 # Health endpoints each of our services answers with 200 when the stack is ready.
 HEALTH_PATHS = {"app": ("/health", "/health/ready"), "callback": ("/health",)}
-
-# Run label: every verify run's containers, networks and volumes carry it.
-RUN_LABEL = "dev.dashtam.verify-run"
 
 
 @dataclass(frozen=True)
@@ -55,7 +66,6 @@ class Environment:
     description: str
     stages: tuple[str, ...]  # image stages the stack runs
     tls: bool  # app and callback serve https
-    hardened: bool  # read-only root, no capabilities, limits (checked against docker inspect)
     # Where the env file comes from when it is missing:
     #   "template": copied from the template on first use (dev, test)
     #   "committed": tracked in git (ci)
@@ -66,6 +76,17 @@ class Environment:
     # (None: any address). Everything else publishes nothing.
     published_services: tuple[str, ...] = ()
     host_bind_address: str | None = None
+    # The services held to the policy's restricted profile on top of its baseline
+    # (pipeline/policy/controls.toml): every service in prod, and our services wherever the
+    # production images run. The compose file has no say in it.
+    restricted_services: tuple[str, ...] = ()
+    # Whether each service is on the networks it needs and no other (the callback reaches
+    # Redis and not PostgreSQL; the data stores reach nothing outside).
+    networks_by_need: bool = False
+    # Whether the stack's credentials are secrets kept as files (Compose secrets); where they
+    # are not, why that is fine (secrets_reason).
+    secrets_as_files: bool = False
+    secrets_reason: str = ""
 
     @property
     def project(self) -> str:
@@ -92,11 +113,11 @@ class Environment:
 # env file from the template, every port published on 127.0.0.1 only.
 _WORKSTATION_STACK = {
     "stages": ("development",),
-    "hardened": False,
     "env_file_origin": "template",
     "template": ".env.example",
     "published_services": SERVICES,
     "host_bind_address": "127.0.0.1",
+    "secrets_reason": "the developer's own values in env/.env.<env>, on a workstation",
 }
 
 ENVIRONMENTS: dict[str, Environment] = {
@@ -119,19 +140,24 @@ ENVIRONMENTS: dict[str, Environment] = {
             description="production and callback images, no host ports, tmpfs data",
             stages=("production", "callback"),
             tls=False,
-            hardened=False,
             env_file_origin="committed",
             template=None,
+            restricted_services=APP_SERVICES,
+            networks_by_need=True,
+            secrets_reason="ci's credentials are committed throwaway values (env/.env.ci) of "
+            "a stack that publishes nothing",
         ),
         Environment(
             name="prod",
             description="production and callback images, TLS, read-only and hardened",
             stages=("production", "callback"),
             tls=True,
-            hardened=True,
             env_file_origin="operator",
             template=".env.prod.example",
             published_services=APP_SERVICES,
+            restricted_services=SERVICES,
+            networks_by_need=True,
+            secrets_as_files=True,
         ),
     )
 }

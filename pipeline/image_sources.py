@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from pipeline import engine
 from pipeline.errors import PipelineError
 
 SOURCE_VARIABLE = "DASHTAM_IMAGE_SOURCE"
@@ -57,6 +58,14 @@ BASE_IMAGES: tuple[BaseImage, ...] = (
         upstream="redis:8.2.1",
         airgap="dashtam-airgap/redis:8-debian13",
     ),
+    # The OCI registry the pipeline starts itself (pipeline.registry). Debian has distribution
+    # 2.8, not 3: the stand-in's stable reference names the major version it really holds.
+    BaseImage(
+        key="registry",
+        variable="REGISTRY_IMAGE",
+        upstream="registry:3.1.1",
+        airgap="dashtam-airgap/registry:2-debian13",
+    ),
 )
 
 # The Debian 13 root filesystem every stand-in is built FROM.
@@ -81,3 +90,25 @@ def image_references(source: str | None = None) -> dict[str, str]:
         image.variable: image.airgap if source == AIRGAP else image.upstream
         for image in BASE_IMAGES
     }
+
+
+def require_image_source() -> str:
+    """The selected source; in air-gapped mode every stand-in must already be built.
+
+    A missing one stops the run here with the command that builds it, before a build or a
+    `compose up` would try to pull it from a registry that is not there.
+    """
+    source = selected_source()
+    if source == AIRGAP:
+        missing = missing_stand_ins()
+        if missing:
+            raise PipelineError(
+                f"air-gapped mode: base image {', '.join(missing)} is missing; "
+                "run `nox -s base-images` first."
+            )
+    return source
+
+
+def missing_stand_ins() -> list[str]:
+    """The stand-ins (stable references) not in the local image store."""
+    return [image.airgap for image in BASE_IMAGES if not engine.image_exists(image.airgap)]

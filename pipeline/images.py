@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from python_on_whales import docker
-from python_on_whales.exceptions import DockerException
-
-from pipeline import base_images, image_sources, preflight
+from pipeline import image_sources, preflight
 from pipeline.ca_bundle import ca_bundle_secrets
 from pipeline.environments import DOCKERFILE, REPORTS, ROOT, STAGES, image_name, stage
 from pipeline.errors import PipelineError
+from pipeline.process import last_line, run
 
 # DASHTAM_BUILDX_CACHE=gha: the BuildKit layer cache lives in the GitHub Actions cache,
 # one scope per stage (the workflow sets it; locally the engine's own cache is used).
@@ -39,35 +34,31 @@ class BuildResult:
     built_with: int = 1  # how many stages that bake built
 
 
-def git_short_sha() -> str | None:
+def clean_commit_sha() -> str | None:
+    """The short SHA of HEAD when the work tree is exactly that commit, else None.
+
+    An image built from uncommitted changes is not that commit's: it gets no SHA tag.
+    """
     try:
-        result = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        head = run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT)
+        changes = run(["git", "status", "--porcelain"], cwd=ROOT)
     except FileNotFoundError:
         return None
-    return result.stdout.strip() or None
+    if head.returncode != 0 or changes.returncode != 0 or changes.stdout.strip():
+        return None
+    return head.stdout.strip() or None
 
 
-def stage_tags(stage_name: str) -> list[str]:
-    """dashtam/<stage>:latest, plus the git short SHA when there is one."""
+def stage_tags(stage_name: str, commit: str | None) -> list[str]:
+    """dashtam/<stage>:latest, plus the commit's short SHA when the tree is clean."""
     tags = [f"{image_name(stage_name)}:latest"]
-    sha = git_short_sha()
-    if sha:
-        tags.append(f"{image_name(stage_name)}:{sha}")
+    if commit:
+        tags.append(f"{image_name(stage_name)}:{commit}")
     return tags
 
 
 def _flag(variable: str) -> bool:
     return os.environ.get(variable, "").strip().lower() in ("1", "true", "yes")
-
-
-def build_arguments(source: str) -> dict[str, str]:
-    return image_sources.image_references(source)
 
 
 def bake_definition(
@@ -85,7 +76,7 @@ def bake_definition(
     common: dict[str, object] = {
         "context": str(context),
         "dockerfile": str(dockerfile.relative_to(context)),
-        "args": build_arguments(source),
+        "args": image_sources.image_references(source),
         "secret": ca_bundle_secrets(),
         "output": ["type=docker"],
     }
@@ -162,74 +153,92 @@ def images_that_run(stage_names=STAGES, dockerfile: Path | None = None) -> list[
     return bake_rounds(stage_names, dockerfile or DOCKERFILE)[0]
 
 
-@contextlib.contextmanager
-def bake_file(definition: dict) -> Iterator[Path]:
-    """The definition as a temporary JSON bake file (bake reads definitions from files)."""
+def bake(
+    definition: dict, rounds: list[list[str]], *, progress: str = "auto", show: bool = True
+) -> tuple[float, str]:
+    """`docker buildx bake` of the definition, one round after another: (seconds, output).
+
+    show=True lets BuildKit's output through, live; show=False keeps it (progress "plain",
+    for the bench to read which steps ran), prints its end only when a step fails, and
+    returns it.
+    """
+    output: list[str] = []
+    started = time.monotonic()
+    # bake reads definitions from files only.
     with tempfile.TemporaryDirectory(prefix="dashtam-bake-") as directory:
-        path = Path(directory) / "docker-bake.json"
-        path.write_text(json.dumps(definition, indent=2))
-        yield path
+        bake_file = Path(directory) / "docker-bake.json"
+        bake_file.write_text(json.dumps(definition, indent=2))
+        for targets in rounds:
+            command = ["docker", "buildx", "bake", "--file", str(bake_file)]
+            result = run([*command, f"--progress={progress}", *targets], capture=not show)
+            output.append((result.stdout or "") + (result.stderr or ""))
+            if result.returncode != 0:
+                if not show:
+                    print("".join(output)[-4000:], file=sys.stderr)
+                dockerfile = next(iter(definition["target"].values()))["dockerfile"]
+                raise PipelineError(
+                    f"{dockerfile}: {_stage_list(targets)} failed to build "
+                    f"(exit {result.returncode}); the BuildKit output above names the failing "
+                    "step."
+                )
+    return time.monotonic() - started, "".join(output)
 
 
 def build_stages(
-    stage_names: tuple[str, ...] | list[str] = STAGES, progress: str | bool = "auto"
+    stage_names: tuple[str, ...] | list[str] = STAGES,
+    *,
+    show: bool = True,
+    extra_tags: tuple[str, ...] = (),
 ) -> list[BuildResult]:
     """Build the stages with buildx bake, tag each dashtam/<stage>, say how long and how big.
 
-    progress=False keeps BuildKit quiet unless a step fails.
+    show=False keeps BuildKit's output to itself unless a step fails; extra_tags are tagged
+    too, by the same bake, so they name exactly what it built (a verify run's own tag).
     """
     preflight.require_engine()
     preflight.require_buildx()
     preflight.require_lock_file()
     for name in stage_names:
         stage(name)
-    source = image_sources.selected_source()
-    if source == image_sources.AIRGAP:
-        base_images.require_stand_ins()
-    tags = {name: stage_tags(name) for name in stage_names}
-    started = time.monotonic()
+    source = image_sources.require_image_source()
+    commit = clean_commit_sha()
+    tags = {
+        name: stage_tags(name, commit) + [f"{image_name(name)}:{tag}" for tag in extra_tags]
+        for name in stage_names
+    }
     definition = bake_definition(tags, source=source, context=ROOT, dockerfile=DOCKERFILE)
-    with bake_file(definition) as path:
-        for round_ in bake_rounds(stage_names, DOCKERFILE):
-            _bake(round_, path, progress)
-    seconds = time.monotonic() - started
+    rounds = bake_rounds(stage_names, DOCKERFILE)
+    seconds, _ = bake(definition, rounds, progress="auto" if show else "plain", show=show)
     results = []
-    for name in stage_names:
-        image = docker.image.inspect(tags[name][0])
-        if (image.config.user or "root") in ("root", "0", "0:0"):
+    answers = users_and_sizes([tags[name][0] for name in stage_names])
+    for name, (user, size) in zip(stage_names, answers, strict=True):
+        if (user or "root") in ("root", "0", "0:0"):
             raise PipelineError(
                 f"docker/Dockerfile: stage {name!r} is configured to run as root; "
                 "end the stage with `USER appuser`."
             )
-        results.append(BuildResult(name, tuple(tags[name]), image.size, seconds, len(stage_names)))
-    if progress is False:
+        results.append(BuildResult(name, tuple(tags[name]), size, seconds, len(stage_names)))
+    if not show:
         built = ", ".join(result.tags[0] for result in results)
         print(f"dashtam: built {built} in {seconds:.1f} s", file=sys.stderr)
     return results
 
 
-def _bake(targets: list[str], bake_path: Path, progress: str | bool) -> None:
-    """One `docker buildx bake`, its output streamed (shown live, or kept for a failure).
-
-    Streamed, because python-on-whales' plain form runs a second `bake --print` after
-    every build to return the definition, which nothing here reads.
-    """
-    output: list[str] = []
-    try:
-        for line in docker.buildx.bake(
-            targets, files=[bake_path], progress=progress, stream_logs=True
-        ):
-            if progress is False:
-                output.append(line)
-            else:
-                sys.stderr.write(line)
-    except DockerException as error:
-        if progress is False:
-            print("".join(output)[-4000:], file=sys.stderr)
+def users_and_sizes(references: list[str]) -> list[tuple[str, int]]:
+    """(configured user, size in bytes) of each image, in one `docker image inspect`."""
+    result = run(
+        ["docker", "image", "inspect", "--format", "{{json .Config.User}} {{.Size}}", *references]
+    )
+    if result.returncode != 0:
         raise PipelineError(
-            f"docker/Dockerfile: {_stage_list(targets)} failed to build "
-            f"(exit {error.return_code}); the BuildKit output above names the failing step."
-        ) from None
+            f"cannot inspect the images just built ({last_line(result.stderr)}); "
+            "check the engine with `docker info`."
+        )
+    answers = []
+    for line in result.stdout.splitlines():
+        user, _, size = line.rpartition(" ")
+        answers.append((json.loads(user), int(size)))
+    return answers
 
 
 def _stage_list(stage_names: tuple[str, ...] | list[str]) -> str:

@@ -1,100 +1,108 @@
-"""Reading what really runs inside a container: processes, users, listening sockets.
+"""Reading running containers from outside: the inspector image, and one run of it per container.
 
-Slim images have no `ps` or `ss`, so everything comes from /proc through `sh`. The shell
-snippets and their parsers are shared by the verify report and the testinfra suite.
+The inspector (pipeline/inspector.py, built into an image from docker/inspector/Dockerfile on
+the selected source's Python image) joins a container's PID and network namespaces and reads
+its processes, sockets, mounts and files through /proc. Nothing runs inside the container,
+so an image with no shell is read the same as one with every tool.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+from pathlib import Path
 
-# One exec prints every process as "pid uid gid name" (real IDs, from /proc/<pid>/status),
-# leaving out this reader itself: its shell and the children it starts.
-PROCESSES_SCRIPT = (
-    "self=$$; for d in /proc/[0-9]*; do p=${d#/proc/}; "
-    '[ "$p" = "$self" ] && continue; [ -r $d/status ] || continue; '
-    "awk -v p=$p -v s=$self '/^Name:/{n=$2} /^PPid:/{pp=$2} /^Uid:/{u=$2} /^Gid:/{g=$2} "
-    'END{if (n != "" && pp != s) print p, u, g, n}\' $d/status 2>/dev/null; done'
-)
-# Both socket tables; IPv6 may be absent in a container without it.
-LISTENING_SCRIPT = "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null"
+from pipeline import engine, image_sources
+from pipeline.environments import ROOT
+from pipeline.errors import PipelineError
+from pipeline.process import last_line, run
 
-_TCP_LISTEN = "0A"
-# Docker's embedded DNS server listens on 127.0.0.11 inside every container on a user-defined
-# network; it belongs to the engine, not to the service.
-_DOCKER_DNS = "0B00007F"
+INSPECTOR_DOCKERFILE = ROOT / "docker" / "inspector" / "Dockerfile"
+INSPECTOR_SOURCE = ROOT / "pipeline" / "inspector.py"
+INSPECTOR_REPOSITORY = "dashtam/inspector"
+INSPECTOR_TIMEOUT_SECONDS = 120
 
 
-@dataclass(frozen=True)
-class Process:
-    pid: int
-    uid: int
-    gid: int
-    name: str
+def inspector_image() -> str:
+    """The inspector's reference: named after a digest of what it is built from, so a change
+    of the program, its Dockerfile or the Python image makes a new one and nothing else does."""
+    python_image = image_sources.image_references()["PYTHON_IMAGE"]
+    digest = hashlib.sha256()
+    for part in (
+        INSPECTOR_DOCKERFILE.read_bytes(),
+        INSPECTOR_SOURCE.read_bytes(),
+        (engine.image_id(python_image) or python_image).encode(),
+    ):
+        digest.update(part)
+    return f"{INSPECTOR_REPOSITORY}:{digest.hexdigest()[:12]}"
 
 
-# runc's own bootstrap while it starts an exec (a healthcheck probe, a `docker exec`): it
-# belongs to the engine and runs as root for a moment before it becomes the command, as the
-# exec's user. Like Docker's DNS server below, it is never the service's process.
-_RUNTIME_BOOTSTRAP = "runc:["
+def ensure_inspector_image() -> str:
+    """The inspector image, built when missing (a second or two; cached by BuildKit)."""
+    reference = inspector_image()
+    if engine.image_exists(reference):
+        return reference
+    python_image = image_sources.image_references()["PYTHON_IMAGE"]
+    command = [
+        "docker",
+        "buildx",
+        "build",
+        "--load",
+        "--progress=plain",
+        "--file",
+        str(INSPECTOR_DOCKERFILE),
+        "--build-arg",
+        f"PYTHON_IMAGE={python_image}",
+        "--tag",
+        reference,
+    ]
+    result = run([*command, str(ROOT)], timeout=600)
+    if result.returncode != 0:
+        raise PipelineError(
+            f"docker/inspector/Dockerfile failed to build ({last_line(result.stderr)}); "
+            "the checks read containers through it."
+        )
+    return reference
 
 
-def parse_processes(text: str) -> list[Process]:
-    processes = []
-    for line in text.splitlines():
-        fields = line.split(maxsplit=3)
-        if len(fields) == 4 and fields[0].isdigit():
-            if fields[3].startswith(_RUNTIME_BOOTSTRAP):
-                continue
-            processes.append(Process(int(fields[0]), int(fields[1]), int(fields[2]), fields[3]))
-    return processes
+def inspector_command(container: str, image: str, options: list[str]) -> list[str]:
+    """`docker run` of the inspector in the container's PID and network namespaces."""
+    return [
+        "docker",
+        "run",
+        "--rm",
+        "--pid",
+        f"container:{container}",
+        "--network",
+        f"container:{container}",
+        # Root reads the processes and files of any user of the target: ptrace access to
+        # /proc/<pid>/root needs this one capability, and nothing else is added.
+        "--cap-add",
+        "SYS_PTRACE",
+        "--user",
+        "0",
+        "--read-only",
+        "--log-driver",
+        "none",
+        image,
+        *options,
+    ]
 
 
-def parse_listening_ports(text: str) -> set[int]:
-    """TCP ports in LISTEN state from /proc/net/tcp{,6} (local_address is hex ip:port)."""
-    ports = set()
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) > 3 and fields[3] == _TCP_LISTEN and ":" in fields[1]:
-            address, port = fields[1].rsplit(":", 1)
-            if address != _DOCKER_DNS:
-                ports.add(int(port, 16))
-    return ports
+def inspect_container(container: str, image: str, options: list[str]) -> dict:
+    """What the inspector read from one container; {"error": …} when it could not run."""
+    result = run(inspector_command(container, image, options), timeout=INSPECTOR_TIMEOUT_SECONDS)
+    if result.returncode != 0:
+        return {"error": f"the inspector failed ({last_line(result.stderr)})"}
+    try:
+        return json.loads(result.stdout)
+    except json.JSONDecodeError:
+        return {"error": f"the inspector printed no JSON ({last_line(result.stdout)})"}
 
 
-# ---------------------------------------------------------------- several facts in one exec
-
-# Each `docker exec` waits on the engine for about 0.1 s: the suite asks a container for
-# all its facts in one script, and every container at once.
-_FACT_MARKER = "@@dashtam-fact"
-
-
-@dataclass(frozen=True)
-class Fact:
-    exit_code: int
-    output: str
-
-
-def facts_script(sections: dict[str, str]) -> str:
-    """One shell script running each section's command, its stdout and exit code marked."""
-    return "\n".join(
-        f'{command}\necho "{_FACT_MARKER} {name} $?"' for name, command in sections.items()
-    )
-
-
-def split_facts(output: str) -> dict[str, Fact]:
-    """A facts_script's stdout back into {section: Fact(exit code, output)}."""
-    facts = {}
-    lines: list[str] = []
-    for line in output.splitlines():
-        # A section whose output lacks a final newline shares its last line with the marker.
-        before, marker, status = line.partition(_FACT_MARKER + " ")
-        if not marker:
-            lines.append(line)
-            continue
-        if before:
-            lines.append(before)
-        name, code = status.rsplit(" ", 1)
-        facts[name] = Fact(int(code), "".join(f"{text}\n" for text in lines))
-        lines = []
-    return facts
+def read_facts(path: Path) -> dict[str, dict]:
+    """The facts a verify run's suite recorded (service -> inspector facts), or {}."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}

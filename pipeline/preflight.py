@@ -8,12 +8,16 @@ import subprocess
 
 from pipeline.environments import ROOT
 from pipeline.errors import PipelineError
+from pipeline.process import run
 
 MIN_COMPOSE = (2, 20)  # `up --wait`, `config --format json` and healthcheck start_interval
 MIN_BUILDX = (0, 11)
-MIN_ENGINE = (25, 0)  # healthcheck start_interval needs Docker Engine 25+
+# Healthcheck start_interval needs 25; the installer installs and accepts 26 and newer.
+MIN_ENGINE = (26, 0)
 
 INSTALL_HINT = "run `sudo scripts/install-docker.sh`"
+# Why a test that needs Docker cannot run, and how to make it run.
+NO_ENGINE = "no Docker engine answers (`docker info` failed); start one: " + INSTALL_HINT
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:
@@ -24,9 +28,15 @@ def _version_tuple(text: str) -> tuple[int, ...]:
 def _docker(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
     if shutil.which("docker") is None:
         raise PipelineError(f"the `docker` command is not installed; {INSTALL_HINT}.")
-    return subprocess.run(
-        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
+    return run(["docker", *args], timeout=timeout)
+
+
+def engine_answers() -> bool:
+    """True when a Docker engine answers `docker info` within 20 s (no error when not)."""
+    try:
+        return _docker("info", timeout=20).returncode == 0
+    except (PipelineError, subprocess.TimeoutExpired):
+        return False
 
 
 def require_engine() -> str:
@@ -83,14 +93,7 @@ def require_lock_file() -> None:
         raise PipelineError("uv.lock is missing; run `uv lock` and commit it.")
     if shutil.which("uv") is None:
         return  # nothing to check with; the build's `uv sync --locked` still refuses a stale lock
-    result = subprocess.run(
-        ["uv", "lock", "--check"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run(["uv", "lock", "--check"], cwd=ROOT, timeout=120)
     if result.returncode != 0:
         raise PipelineError(
             "uv.lock is out of date with pyproject.toml; run `uv lock` and commit both."

@@ -1,28 +1,35 @@
-"""The verify report: per container facts and each check's result, as Markdown."""
+"""The verify report: what each container runs, every policy control for every service, and
+every other check, as Markdown beside pytest's JUnit XML.
+
+A run writes its own files (under .dashtam/runs, named after its project) and publishes them
+to reports/verify-<env>.{xml,md,json} by renaming, so two runs at once never mix their results.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import tempfile
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
-from python_on_whales import docker
-from python_on_whales.exceptions import DockerException
-
 from pipeline.environments import REPORTS
-from pipeline.inspection import (
-    LISTENING_SCRIPT,
-    PROCESSES_SCRIPT,
-    parse_listening_ports,
-    parse_processes,
-)
+from pipeline.inspection import read_facts
+from pipeline.policy import load_policy
+from pipeline.process import run
 from pipeline.stack import Stack
+
+POLICY_CASE = "test_policy["
+NOT_APPLICABLE = "not applicable: "
 
 
 @dataclass(frozen=True)
 class ContainerFacts:
     service: str
+    image: str  # the image ID the container runs (sha256:…)
     user: str
     health: str
     listening: str
@@ -45,42 +52,53 @@ def markdown_path(environment_name: str) -> Path:
     return REPORTS / f"verify-{environment_name}.md"
 
 
-def _exec(container, script: str) -> str:
-    try:
-        return docker.container.execute(container, ["sh", "-c", script])
-    except DockerException:
-        return ""
+def record_path(environment_name: str, reports: Path = REPORTS) -> Path:
+    """reports/verify-<env>.json: the verdict and the image IDs it was reached on, the record
+    `nox -s publish` reads to publish only what passed."""
+    return reports / f"verify-{environment_name}.json"
 
 
-def container_facts(stack: Stack) -> list[ContainerFacts]:
-    containers = stack.containers()
-    memory_by_name = {}
-    try:
-        for stats in docker.container.stats(containers):
-            memory_by_name[stats.container_name] = (
-                f"{stats.memory_used / 2**20:.0f} MiB / {stats.memory_limit / 2**20:.0f} MiB"
-            )
-    except DockerException:
-        pass
-    facts = []
-    for container in sorted(containers, key=lambda c: c.name):
-        service = container.config.labels.get("com.docker.compose.service", container.name)
-        processes = parse_processes(_exec(container, PROCESSES_SCRIPT))
-        pid1 = next((p for p in processes if p.pid == 1), None)
-        state = container.state
-        facts.append(
+def container_facts(stack: Stack, facts: dict[str, dict]) -> list[ContainerFacts]:
+    """One row per container, from `docker inspect` and what the suite's inspector read
+    (memory: the resident memory of its processes, against the container's limit)."""
+    ids = stack.container_ids()
+    if not ids:
+        return []
+    result = run(["docker", "container", "inspect", *ids.values()])
+    inspected = {entry["Id"]: entry for entry in json.loads(result.stdout or "[]")}
+    rows = []
+    for service, container in sorted(ids.items()):
+        entry = inspected.get(container, {})
+        read = facts.get(service, {})
+        processes = read.get("processes", [])
+        pid1 = next((p for p in processes if p["pid"] == 1), None)
+        state = entry.get("State", {})
+        health = (state.get("Health") or {}).get("Status") or state.get("Status") or "unknown"
+        limit = (entry.get("HostConfig") or {}).get("Memory") or 0
+        resident = sum(p.get("resident_kb", 0) for p in processes) / 1024
+        rows.append(
             ContainerFacts(
                 service=service,
-                user=f"{pid1.uid}:{pid1.gid} ({pid1.name})" if pid1 else "unknown",
-                health=(state.health.status if state.health else state.status) or "unknown",
+                image=str(entry.get("Image", "")),
+                user=f"{pid1['uid']['effective']}:{pid1['gid']['effective']} ({pid1['name']})"
+                if pid1
+                else "unknown",
+                health=health,
                 listening=", ".join(
-                    str(p)
-                    for p in sorted(parse_listening_ports(_exec(container, LISTENING_SCRIPT)))
+                    sorted(
+                        {
+                            f"{s['port']}/{s['protocol'].rstrip('6')}"
+                            for s in read.get("sockets", [])
+                        }
+                    )
                 ),
-                memory=memory_by_name.get(container.name, "n/a"),
+                memory=f"{resident:.0f} MiB / "
+                + (f"{limit / 2**20:.0f} MiB" if limit else "no limit")
+                if processes
+                else "n/a",
             )
         )
-    return facts
+    return rows
 
 
 def read_junit(path: Path) -> list[CheckResult]:
@@ -95,7 +113,7 @@ def read_junit(path: Path) -> list[CheckResult]:
             if element is not None:
                 outcome = "skipped" if tag == "skipped" else "failed"
                 message = (
-                    (element.get("message") or "").splitlines()[0][:200]
+                    (element.get("message") or "").splitlines()[0][:300]
                     if element.get("message")
                     else ""
                 )
@@ -106,40 +124,118 @@ def read_junit(path: Path) -> list[CheckResult]:
     return results
 
 
+def _policy_cell(check: CheckResult | None) -> str:
+    if check is None:
+        return "—"
+    return {"passed": "pass", "failed": "**FAIL**", "skipped": "n/a"}[check.outcome]
+
+
+def render_policy(
+    environment_name: str, services: list[str], checks: list[CheckResult]
+) -> list[str]:
+    """Every control for every service: pass, FAIL or n/a, and below, each n/a's reason."""
+    by_case = {check.name: check for check in checks if check.name.startswith(POLICY_CASE)}
+    lines = [
+        "| control | " + " | ".join(services) + " |",
+        "|---|" + "---|" * len(services),
+    ]
+    reasons: list[str] = []
+    for control in load_policy().controls:
+        cells = []
+        for service in services:
+            check = by_case.get(f"{POLICY_CASE}{environment_name}-{service}-{control.id}]")
+            cells.append(_policy_cell(check))
+            if check and check.outcome == "skipped":
+                reason = check.message.removeprefix("Skipped: ").removeprefix(NOT_APPLICABLE)
+                reasons.append(f"- `{control.id}` on {service}: {reason}")
+            if check and check.outcome == "failed":
+                reasons.append(f"- **`{control.id}` on {service} failed**: {check.message}")
+        lines.append(f"| `{control.id}` ({control.profile}) | " + " | ".join(cells) + " |")
+    return [*lines, "", *reasons]
+
+
 def render_summary(
     environment_name: str, facts: list[ContainerFacts], checks: list[CheckResult]
 ) -> str:
     passed = sum(check.outcome == "passed" for check in checks)
     failed = [check for check in checks if check.outcome == "failed"]
-    skipped = sum(check.outcome == "skipped" for check in checks)
-    verdict = "PASS" if checks and not failed and not skipped else "FAIL"
+    not_applicable = sum(check.outcome == "skipped" for check in checks)
+    verdict = verdict_of(checks)
+    services = [row.service for row in facts]
     lines = [
         f"## verify({environment_name}): {verdict}",
         "",
-        f"{passed} passed, {len(failed)} failed, {skipped} skipped.",
+        f"{passed} passed, {len(failed)} failed, {not_applicable} not applicable.",
         "",
-        "| service | user (PID 1) | health | listening TCP | memory / limit |",
-        "|---|---|---|---|---|",
+        "| service | image | user (PID 1) | health | listening | resident memory / limit |",
+        "|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {f.service} | {f.user} | {f.health} | {f.listening} | {f.memory} |" for f in facts
+        f"| {f.service} | {short_id(f.image)} | {f.user} | {f.health} | {f.listening} "
+        f"| {f.memory} |"
+        for f in facts
     ]
-    lines += ["", "| check | result | seconds |", "|---|---|---:|"]
+    lines += ["", "Images verified (by ID, what `nox -s publish` accepts):", ""]
+    lines += [f"- {f.service}: `{f.image}`" for f in facts]
+    lines += ["", "### Policy (pipeline/policy/controls.toml)", ""]
+    lines += render_policy(environment_name, services, checks)
+    lines += ["", "### Other checks", "", "| check | result | seconds |", "|---|---|---:|"]
     for check in checks:
-        mark = {"passed": "pass", "failed": "**FAIL**", "skipped": "skip"}[check.outcome]
+        if check.name.startswith(POLICY_CASE):
+            continue
+        mark = {"passed": "pass", "failed": "**FAIL**", "skipped": "n/a"}[check.outcome]
         detail = f" — {check.message}" if check.message else ""
         lines.append(f"| `{check.name}` | {mark}{detail} | {check.seconds:.2f} |")
     return "\n".join(lines) + "\n"
 
 
-def write_summary(environment_name: str, stack: Stack) -> Path:
-    """reports/verify-<env>.md, also appended to $GITHUB_STEP_SUMMARY when it is set."""
+def short_id(image_id: str) -> str:
+    return image_id.removeprefix("sha256:")[:12]
+
+
+def verdict_of(checks: list[CheckResult]) -> str:
+    return "PASS" if checks and not any(check.outcome == "failed" for check in checks) else "FAIL"
+
+
+def render_record(
+    environment_name: str, facts: list[ContainerFacts], checks: list[CheckResult], finished: str
+) -> str:
+    record = {
+        "environment": environment_name,
+        "verdict": verdict_of(checks),
+        "finished": finished,
+        "images": {row.service: row.image for row in facts},
+    }
+    return json.dumps(record, indent=2) + "\n"
+
+
+def _publish(content_from: Path | str, destination: Path) -> None:
+    """Put a file in place by renaming a complete copy over it: readers never see half."""
     REPORTS.mkdir(parents=True, exist_ok=True)
-    text = render_summary(
-        environment_name, container_facts(stack), read_junit(junit_path(environment_name))
-    )
+    descriptor, temporary = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.")
+    with os.fdopen(descriptor, "w") as handle:
+        if isinstance(content_from, Path):
+            with content_from.open() as source:
+                shutil.copyfileobj(source, handle)
+        else:
+            handle.write(content_from)
+    os.replace(temporary, destination)
+
+
+def publish(environment_name: str, stack: Stack, run_junit: Path, run_facts: Path) -> Path:
+    """reports/verify-<env>.{xml,md} from this run's own files; the Markdown is also appended
+    to $GITHUB_STEP_SUMMARY when it is set. Returns the Markdown's path."""
+    checks = read_junit(run_junit)
+    facts = container_facts(stack, read_facts(run_facts))
+    text = render_summary(environment_name, facts, checks)
+    if run_junit.is_file():
+        _publish(run_junit, junit_path(environment_name))
     path = markdown_path(environment_name)
-    path.write_text(text)
+    _publish(text, path)
+    finished = datetime.now(UTC).isoformat(timespec="seconds")
+    _publish(
+        render_record(environment_name, facts, checks, finished), record_path(environment_name)
+    )
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:
         with open(step_summary, "a") as handle:

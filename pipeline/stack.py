@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
+import os
 import re
-import secrets
+import shlex
 import shutil
 import socket
-import subprocess
 import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from pipeline import image_sources, preflight
-from pipeline.environments import DEV_CERTS, ROOT, Environment
+from pipeline import envfiles, image_sources, preflight
+from pipeline.environments import DEV_CERTS, ROOT, Environment, image_name
 from pipeline.errors import PipelineError
-
-if TYPE_CHECKING:
-    from python_on_whales import DockerClient
+from pipeline.process import run, say
+from pipeline.secret_files import SECRETS_DIR_VARIABLE, write_secret_files
 
 # python-on-whales (and pydantic under it) is imported where a method needs it: the suite in
 # tests/infra attaches to a booted stack through config() and container_ids() alone, and
@@ -29,16 +26,20 @@ if TYPE_CHECKING:
 
 # Per-run variable files (image references, ports, throwaway secrets): git-ignored.
 RUNS = ROOT / ".dashtam" / "runs"
+# The project the operator commands act on (default dashtam-<env>): a second stack of an
+# environment, or a test's throwaway one, lives beside the user's own, with its own env file
+# and volumes.
+PROJECT_OVERRIDE_VARIABLE = "DASHTAM_PROJECT"
+# Compose's rule for project names.
+_PROJECT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 PROJECT_LABEL = "com.docker.compose.project"
+# The compose files run dashtam/<stage>:${DASHTAM_IMAGE_TAG:-latest}.
+IMAGE_TAG_VARIABLE = "DASHTAM_IMAGE_TAG"
 WAIT_TIMEOUT_SECONDS = 180
 STOP_TIMEOUT_SECONDS = 10
 
 # `ports: ["127.0.0.1:${APP_PORT:-8000}:8000"]` -> APP_PORT publishes container port 8000.
 _PORT_VARIABLE = re.compile(r"\$\{(\w+)(?::?-[^}]*)?\}:(\d+)")
-
-
-def say(message: str) -> None:
-    print(f"dashtam: {message}", file=sys.stderr, flush=True)
 
 
 def host_port_variables(compose_file: Path) -> dict[str, int]:
@@ -47,9 +48,29 @@ def host_port_variables(compose_file: Path) -> dict[str, int]:
     return {match.group(1): int(match.group(2)) for match in _PORT_VARIABLE.finditer(text)}
 
 
-def ensure_env_file(environment: Environment) -> Path:
-    """The environment's env file; dev/test are created from the template on first use."""
-    env_file = environment.env_file
+def operator_project(environment: Environment) -> str:
+    """DASHTAM_PROJECT when it is set, else the environment's own project (dashtam-<env>)."""
+    project = os.environ.get(PROJECT_OVERRIDE_VARIABLE, "").strip() or environment.project
+    if not _PROJECT_NAME.fullmatch(project):
+        raise PipelineError(
+            f"{PROJECT_OVERRIDE_VARIABLE}={project!r} is not a compose project name; use "
+            "lowercase letters, digits, - and _, starting with a letter or a digit."
+        )
+    return project
+
+
+def operator_env_file(environment: Environment, project: str) -> Path:
+    """env/.env.<env> for the environment's own project, env/.env.<project> for another one
+    (the committed ci env file serves every ci project)."""
+    if project == environment.project or environment.env_file_origin == "committed":
+        return environment.env_file
+    return environment.env_file.with_name(f".env.{project}")
+
+
+def ensure_env_file(environment: Environment, env_file: Path | None = None) -> Path:
+    """The environment's env file (or `env_file`); dev/test ones are created from the
+    template on first use, and an existing one is never overwritten."""
+    env_file = env_file or environment.env_file
     if env_file.is_file():
         return env_file
     relative = env_file.relative_to(ROOT)
@@ -66,26 +87,6 @@ def ensure_env_file(environment: Environment) -> Path:
     )
 
 
-def throwaway_env_file(environment: Environment, project: str) -> Path:
-    """A copy of the template with generated secrets, for verifying a stack nobody keeps."""
-    assert environment.template_file is not None
-    RUNS.mkdir(parents=True, exist_ok=True)
-    path = RUNS / f"{project}.secrets.env"
-    lines = []
-    for line in environment.template_file.read_text().splitlines():
-        name, separator, value = line.partition("=")
-        if separator and not line.lstrip().startswith("#") and not value and _is_secret(name):
-            value = secrets.token_urlsafe(24)
-        lines.append(f"{name}{separator}{value}" if separator else line)
-    path.touch(mode=0o600)
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def _is_secret(name: str) -> bool:
-    return any(word in name for word in ("PASSWORD", "SECRET", "TOKEN"))
-
-
 @dataclass
 class Stack:
     """One compose project of one environment: the user's own, or a verify run's."""
@@ -94,19 +95,32 @@ class Stack:
     project: str
     env_file: Path
     variables: dict[str, str] = field(default_factory=dict)
-    owns_env_file: bool = False  # a throwaway env file, deleted with the stack
     compose_file: Path | None = None  # defaults to the environment's; the self-test swaps it
+    # Files and folders made for this stack alone (throwaway secrets), deleted with it.
+    owned_paths: tuple[Path, ...] = ()
+    # The tag of this run's own images (dashtam/<stage>:<tag>), removed with it.
+    image_tag: str | None = None
+    # Compose files layered over compose_file, in order (the bench mounts its goss with one).
+    override_files: tuple[Path, ...] = ()
 
     def __post_init__(self) -> None:
         self.compose_file = self.compose_file or self.environment.compose_file
 
     @property
     def variables_file(self) -> Path:
-        return RUNS / f"{self.project}.env"
+        return self.run_file("env")
+
+    def run_file(self, suffix: str) -> Path:
+        """A file of this stack's own under .dashtam/runs (git-ignored)."""
+        return RUNS / f"{self.project}.{suffix}"
 
     @property
     def env_files(self) -> list[Path]:
         return [self.env_file, self.variables_file]
+
+    @property
+    def compose_files(self) -> list[Path]:
+        return [self.compose_file, *self.override_files]
 
     def write_variables(self) -> None:
         RUNS.mkdir(parents=True, exist_ok=True)
@@ -115,37 +129,32 @@ class Stack:
             "# Written by the pipeline for this run: image references, ports, cert folder.\n" + body
         )
 
-    @property
-    def client(self) -> DockerClient:
-        from python_on_whales import DockerClient
-
-        self.write_variables()
-        return DockerClient(
-            compose_files=[self.compose_file],
-            compose_env_files=self.env_files,
-            compose_project_name=self.project,
-        )
-
     def compose_command(self) -> str:
         """The plain `docker compose` command line that reaches this stack."""
-        files = " ".join(f"--env-file {_shown(path)}" for path in self.env_files)
-        return f"docker compose -p {self.project} -f {_shown(self.compose_file)} {files}"
+        files = " ".join(f"-f {_shown(path)}" for path in self.compose_files)
+        env_files = " ".join(f"--env-file {_shown(path)}" for path in self.env_files)
+        return f"docker compose -p {self.project} {files} {env_files}"
+
+    def compose_arguments(self, *arguments: str) -> list[str]:
+        """`docker compose` for this stack with `arguments` (its variables file written)."""
+        self.write_variables()
+        command = ["docker", "compose", "-p", self.project]
+        for path in self.compose_files:
+            command += ["-f", str(path)]
+        for path in self.env_files:
+            command += ["--env-file", str(path)]
+        return [*command, *arguments]
 
     def config(self) -> dict:
         """`docker compose config --format json`: the stack as Compose resolves it."""
-        self.write_variables()
-        command = ["docker", "compose", "-p", self.project, "-f", str(self.compose_file)]
-        for path in self.env_files:
-            command += ["--env-file", str(path)]
-        command += ["config", "--format", "json"]
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        result = run(self.compose_arguments("config", "--format", "json"))
         if result.returncode != 0:
             raise PipelineError(_compose_error(self, result.stderr, result.returncode))
         return json.loads(result.stdout)
 
     def container_ids(self) -> dict[str, str]:
         """Service -> container ID, for every container of this project (running or not)."""
-        listing = subprocess.run(
+        listing = run(
             [
                 "docker",
                 "ps",
@@ -155,16 +164,13 @@ class Stack:
                 f"label={PROJECT_LABEL}={self.project}",
                 "--format",
                 '{{.Label "com.docker.compose.service"}} {{.ID}}',
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
+            ]
         )
         return dict(line.split() for line in listing.stdout.splitlines() if line.count(" ") == 1)
 
     def check_host_ports_free(self) -> None:
         """Fail before Compose does, naming the variable to change, when a host port is taken."""
-        if self.containers():
+        if self.container_ids():
             return  # the stack is already up: its own ports are taken by itself
         port_variables = host_port_variables(self.compose_file)
         for service_name, service in self.config().get("services", {}).items():
@@ -173,7 +179,7 @@ class Stack:
                 if not published:
                     continue
                 host_ip = port.get("host_ip") or "0.0.0.0"  # noqa: S104 - probing, not serving
-                if _port_is_free(host_ip, published):
+                if port_is_free(host_ip, published):
                     continue
                 variable = next(
                     (name for name, target in port_variables.items() if target == port["target"]),
@@ -186,93 +192,102 @@ class Stack:
                 )
 
     def up(self) -> None:
-        from python_on_whales.exceptions import DockerException
-
-        try:
-            self.client.compose.up(
-                detach=True,
-                wait=True,
-                wait_timeout=WAIT_TIMEOUT_SECONDS,
-                # Air-gapped: a missing image is named by the preflight, never pulled.
-                pull="never"
-                if image_sources.selected_source() == image_sources.AIRGAP
-                else "missing",
+        """Start the stack and wait until every service is healthy."""
+        # Air-gapped: a missing image is named by the preflight, never pulled.
+        airgap = image_sources.selected_source() == image_sources.AIRGAP
+        up = ["up", "--detach", "--wait", "--wait-timeout", str(WAIT_TIMEOUT_SECONDS)]
+        result = run(self.compose_arguments(*up, "--pull", "never" if airgap else "missing"))
+        if result.returncode == 0:
+            return
+        unhealthy = self.print_unhealthy()
+        if unhealthy:
+            raise PipelineError(
+                f"{self.project}: {', '.join(unhealthy)} did not become healthy "
+                f"(waited up to {WAIT_TIMEOUT_SECONDS} s); the logs and health log above say why."
             )
-        except DockerException as error:
-            unhealthy = self.print_unhealthy()
-            if unhealthy:
-                raise PipelineError(
-                    f"{self.project}: {', '.join(unhealthy)} did not become healthy "
-                    f"(waited up to {WAIT_TIMEOUT_SECONDS} s); "
-                    "the logs and health log above say why."
-                ) from None
-            raise PipelineError(_compose_error(self, error.stderr, error.return_code)) from None
+        raise PipelineError(_compose_error(self, result.stderr, result.returncode))
 
     def down(self, *, remove_volumes: bool) -> None:
-        from python_on_whales.exceptions import DockerException
+        """Remove the stack's containers and networks (and its volumes), then what was made
+        for it alone: its variables file, throwaway secrets, its run's image tag.
 
-        with contextlib.suppress(DockerException):
-            self.client.compose.down(
-                volumes=remove_volumes,
-                remove_orphans=True,
-                timeout=STOP_TIMEOUT_SECONDS,
-                quiet=True,
-            )
-        if self.owns_env_file:
-            self.env_file.unlink(missing_ok=True)
-        self.variables_file.unlink(missing_ok=True)
+        One script in a session of its own, waited for: an interrupt that ends this process
+        (nox's parallel runner stops a session with SIGTERM, and SIGKILL two seconds later)
+        cannot cut the removal short.
+        """
+        down = ["down", "--remove-orphans", "--timeout", str(STOP_TIMEOUT_SECONDS)]
+        steps = [self.compose_arguments(*down, *(["--volumes"] if remove_volumes else []))]
+        steps.append(["rm", "-rf", *(str(p) for p in (self.variables_file, *self.owned_paths))])
+        if self.image_tag:
+            tags = [f"{image_name(stage)}:{self.image_tag}" for stage in self.environment.stages]
+            steps.append(["docker", "image", "rm", *tags])
+        script = "; ".join(shlex.join(step) + " >/dev/null 2>&1" for step in steps)
+        run(["sh", "-c", script], new_session=True)
 
-    def containers(self) -> list:
-        from python_on_whales import docker
-
-        return docker.container.list(
-            all=True, filters=[("label", f"{PROJECT_LABEL}={self.project}")]
+    def inspect_containers(self) -> dict[str, dict]:
+        """Service -> `docker container inspect` of its container (running or not)."""
+        ids = self.container_ids()
+        if not ids:
+            return {}
+        inspected = json.loads(
+            run(["docker", "container", "inspect", *ids.values()]).stdout or "[]"
         )
+        by_id = {entry["Id"]: entry for entry in inspected}
+        return {
+            service: by_id[container] for service, container in ids.items() if container in by_id
+        }
 
-    def container(self, service: str):
-        for container in self.containers():
-            if container.config.labels.get("com.docker.compose.service") == service:
-                return container
-        raise PipelineError(f"{self.project}: no container for service {service!r}.")
+    def container_id(self, service: str) -> str:
+        container = self.container_ids().get(service)
+        if container is None:
+            raise PipelineError(f"{self.project}: no container for service {service!r}.")
+        return container
 
     def leftovers(self) -> dict[str, list[str]]:
         """Containers, networks and volumes that still carry this run's project label."""
-        from python_on_whales import docker
-
-        label = [("label", f"{PROJECT_LABEL}={self.project}")]
-        return {
-            "containers": [c.name for c in docker.container.list(all=True, filters=label)],
-            "networks": [n.name for n in docker.network.list(filters=label)],
-            "volumes": [v.name for v in docker.volume.list(filters=label)],
-        }
+        return project_objects(self.project)
 
     def print_unhealthy(self) -> list[str]:
         """Print logs and health log of every container not running healthy; name them."""
-        from python_on_whales import docker
-        from python_on_whales.exceptions import DockerException
-
         unhealthy = []
-        for container in self.containers():
-            state = container.state
-            health = state.health.status if state.health else None
-            if state.running and health in (None, "healthy"):
+        for service, entry in sorted(self.inspect_containers().items()):
+            state = entry["State"]
+            health = (state.get("Health") or {}).get("Status")
+            if state.get("Running") and health in (None, "healthy"):
                 continue
-            service = container.config.labels.get("com.docker.compose.service", container.name)
             unhealthy.append(service)
             say(
-                f"{service} is {health or state.status} "
-                f"(exit code {state.exit_code}); its last logs:"
+                f"{service} is {health or state.get('Status')} "
+                f"(exit code {state.get('ExitCode')}); its last logs:"
             )
-            with contextlib.suppress(DockerException):
-                print(docker.container.logs(container, tail=40), file=sys.stderr)
-            for probe in (state.health.log or [])[-3:] if state.health else []:
-                say(f"{service} healthcheck exit {probe.exit_code}: {(probe.output or '').strip()}")
+            logs = run(["docker", "logs", "--tail", "40", entry["Id"]])
+            print(logs.stdout + logs.stderr, file=sys.stderr)
+            for probe in ((state.get("Health") or {}).get("Log") or [])[-3:]:
+                output = (probe.get("Output") or "").strip()
+                say(f"{service} healthcheck exit {probe.get('ExitCode')}: {output}")
         return unhealthy
 
 
-def _port_is_free(host_ip: str, port: int) -> bool:
+def project_objects(project: str) -> dict[str, list[str]]:
+    """Containers, networks and volumes carrying a compose project's label, by name."""
+    label = f"label={PROJECT_LABEL}={project}"
+    listings = {
+        "containers": ("ps", "--all", "--filter", label, "--format", "{{.Names}}"),
+        "networks": ("network", "ls", "--filter", label, "--format", "{{.Name}}"),
+        "volumes": ("volume", "ls", "--filter", label, "--format", "{{.Name}}"),
+    }
+    return {
+        kind: sorted(run(["docker", *listing]).stdout.split()) for kind, listing in listings.items()
+    }
+
+
+def port_is_free(host_ip: str, port: int) -> bool:
+    """Whether nothing listens on host_ip:port, so Docker can publish a port there."""
     family = socket.AF_INET6 if ":" in host_ip else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As Docker's own listener does: connections just closed on that port (TIME_WAIT,
+        # e.g. a container stopped a moment ago) do not make it taken; a listener does.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host_ip, port))
         except OSError as error:
@@ -303,41 +318,57 @@ def _common_variables(environment: Environment) -> dict[str, str]:
     return variables
 
 
-def _preflight(environment: Environment) -> None:
+def _preflight() -> None:
     preflight.require_engine()
     preflight.require_compose()
-    if image_sources.selected_source() == image_sources.AIRGAP:
-        from pipeline import base_images
-
-        base_images.require_stand_ins()
+    image_sources.require_image_source()
 
 
 def operator_stack(environment: Environment) -> Stack:
-    """The user's own long-lived stack: project dashtam-<env>, their env file and ports."""
-    _preflight(environment)
-    env_file = ensure_env_file(environment)
+    """The user's own long-lived stack: project dashtam-<env> (or DASHTAM_PROJECT), their
+    env file and ports."""
+    project = operator_project(environment)
+    _preflight()
+    env_file = ensure_env_file(environment, operator_env_file(environment, project))
     variables = _common_variables(environment)
-    if environment.tls and _env_value(env_file, "TLS_CERT_DIR"):
+    if environment.tls and envfiles.read_values(env_file).get("TLS_CERT_DIR"):
         variables.pop("TLS_CERT_DIR")  # the operator chose their own certificates
-    return Stack(environment, environment.project, env_file, variables)
+    return Stack(environment, project, env_file, variables)
 
 
 def verify_stack(
-    environment: Environment, run_id: str | None = None, compose_file: Path | None = None
+    environment: Environment,
+    run_id: str | None = None,
+    compose_file: Path | None = None,
+    image_tag: str | None = None,
+    override_files: tuple[Path, ...] = (),
 ) -> Stack:
-    """A throwaway stack under a unique project name, with ephemeral host ports."""
-    _preflight(environment)
+    """A throwaway stack under a unique project name, with ephemeral host ports, running the
+    images tagged `image_tag` when one is given (DASHTAM_IMAGE_TAG; a shell's own wins),
+    with `override_files` layered over its compose file."""
+    _preflight()
     run_id = run_id or uuid.uuid4().hex[:8]
     project = f"{environment.project}-verify-{run_id}"
-    if environment.env_file_origin == "operator":
-        env_file, owns = throwaway_env_file(environment, project), True
-    else:
-        env_file, owns = ensure_env_file(environment), False
     variables = _common_variables(environment)
     # Port 0: Docker picks a free port, so runs never collide with each other or a dev stack.
     compose_file = compose_file or environment.compose_file
     variables.update({name: "0" for name in host_port_variables(compose_file)})
-    return Stack(environment, project, env_file, variables, owns, compose_file)
+    if image_tag:
+        variables[IMAGE_TAG_VARIABLE] = image_tag
+    owned: tuple[Path, ...] = ()
+    if environment.env_file_origin == "operator":
+        # Nobody keeps this stack: the template as it is, and secret files made for it alone.
+        env_file = environment.template_file
+        assert env_file is not None, f"{environment.name}: an operator env file needs a template"
+        secrets_directory = RUNS / f"{project}.secrets"
+        write_secret_files(secrets_directory)
+        variables[SECRETS_DIR_VARIABLE] = str(secrets_directory)
+        owned = (secrets_directory,)
+    else:
+        env_file = ensure_env_file(environment)
+    return Stack(
+        environment, project, env_file, variables, compose_file, owned, image_tag, override_files
+    )
 
 
 def attach_stack(
@@ -345,18 +376,5 @@ def attach_stack(
 ) -> Stack:
     """The stack a verify session booted, as the test suite sees it (variables file reused)."""
     stack = Stack(environment, project, env_file, compose_file=compose_file)
-    stack.variables = _read_variables(stack.variables_file)
+    stack.variables = envfiles.read_values(stack.variables_file)
     return stack
-
-
-def _read_variables(path: Path) -> dict[str, str]:
-    variables = {}
-    for line in path.read_text().splitlines() if path.is_file() else []:
-        name, separator, value = line.partition("=")
-        if separator and not line.startswith("#"):
-            variables[name] = value
-    return variables
-
-
-def _env_value(path: Path, name: str) -> str:
-    return _read_variables(path).get(name, "")

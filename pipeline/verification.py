@@ -2,41 +2,90 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import stack as stacks
-from pipeline.environments import REPORTS, ROOT
+from pipeline.environments import ENVIRONMENTS, REPORTS, ROOT
 from pipeline.environments import environment as environment_named
 from pipeline.errors import PipelineError
+from pipeline.process import say
 
-# What the testinfra suite reads to find the stack it checks.
-ENV_VARIABLE = "DASHTAM_VERIFY_ENV"
+# What the verification suite (tests/infra) reads to find the stack it checks.
+ENVIRONMENT_NAME_VARIABLE = "DASHTAM_VERIFY_ENVIRONMENT_NAME"
 PROJECT_VARIABLE = "DASHTAM_VERIFY_PROJECT"
 ENV_FILE_VARIABLE = "DASHTAM_VERIFY_ENV_FILE"
 COMPOSE_FILE_VARIABLE = "DASHTAM_VERIFY_COMPOSE_FILE"
+# Where the suite leaves what the inspector read, for the report.
+FACTS_FILE_VARIABLE = "DASHTAM_VERIFY_FACTS_FILE"
 
 
-# Where the suite's bytecode is cached: a run compiles pytest, testinfra and the checks
+# What one environment's stack and checks take at most, to size the default job count.
+MEMORY_PER_ENVIRONMENT = 1 << 30
+# nox's options that select sessions: their values name sessions, tags or keywords.
+_SELECTING = ("-s", "-e", "--session", "--sessions", "-t", "--tags", "-k", "--keywords")
+
+
+def default_jobs() -> int:
+    """How many environments to verify at once: every one, as long as the machine has the
+    memory for their stacks and CPUs enough not to make it slower than one after another."""
+    cpus = os.cpu_count() or 1
+    by_memory = len(ENVIRONMENTS)
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                by_memory = int(line.split()[1]) * 1024 // MEMORY_PER_ENVIRONMENT
+    return max(1, min(len(ENVIRONMENTS), 2 * cpus, by_memory))
+
+
+def verifies_every_environment(arguments: list[str]) -> bool:
+    """Whether a nox command line runs the whole verify family (`nox`, `-s verify`,
+    `-t verify`): then its sessions run side by side. One environment (`verify(ci)`) or a
+    keyword selection runs as it is asked, one session after another."""
+    selected: list[str] = []
+    option = None
+    for argument in arguments:
+        if argument == "--":
+            break
+        if argument.startswith("-"):
+            name, _, value = argument.partition("=")
+            option = name if name in _SELECTING else None
+            if option and value:
+                selected.append(f"{option}={value}")
+        elif option:
+            selected.append(f"{option}={argument}")
+    if not selected:
+        return True  # nox's default sessions, which verify every environment
+    return any(
+        entry.split("=", 1)[1] == "verify" and not entry.startswith(("-k", "--keywords"))
+        for entry in selected
+    )
+
+
+# Where the suite's bytecode is cached: a run compiles pytest and the checks
 # once, not on every run, even when the caller's environment sets PYTHONDONTWRITEBYTECODE.
 BYTECODE_CACHE = ROOT / ".dashtam" / "pycache"
 
 
-def checks_environment(stack: stacks.Stack) -> dict[str, str]:
+def suite_variables(stack: stacks.Stack, facts_file: Path | None = None) -> dict[str, str]:
     """The variables that point tests/infra at a booted stack, and keep the run quick."""
     return {
-        ENV_VARIABLE: stack.environment.name,
+        ENVIRONMENT_NAME_VARIABLE: stack.environment.name,
         PROJECT_VARIABLE: stack.project,
         ENV_FILE_VARIABLE: str(stack.env_file),
         COMPOSE_FILE_VARIABLE: str(stack.compose_file),
+        FACTS_FILE_VARIABLE: str(facts_file or ""),
         # An empty value is "unset" to Python: bytecode is written, under BYTECODE_CACHE.
         "PYTHONDONTWRITEBYTECODE": "",
         "PYTHONPYCACHEPREFIX": str(BYTECODE_CACHE),
-        # Only the plugin the suite uses (testinfra, named in infra_pytest_arguments): not
-        # every pytest plugin some package in the venv registers.
+        # The suite uses no third-party pytest plugin: none that a package in the venv
+        # registers is loaded.
         "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
     }
 
@@ -48,8 +97,6 @@ def infra_pytest_arguments(junit: Path) -> list[str]:
         f"--junitxml={junit}",
         "-o",
         "junit_family=xunit1",
-        "-p",
-        "testinfra",
         # Built-in plugins the suite has no use for (no cache between runs, doctests,
         # unittest classes, pastebin, py.path fixtures): each costs start-up time.
         *("-p", "no:cacheprovider", "-p", "no:doctest", "-p", "no:unittest"),
@@ -62,7 +109,7 @@ class VerifyOutcome:
     passed: bool
     junit: Path
     summary: Path
-    boot_seconds: float
+    seconds: float  # the whole run: build, boot, checks, teardown
 
 
 def _raise_interrupt(signum, frame):  # pragma: no cover - signal plumbing
@@ -77,57 +124,63 @@ def verify(
     build: bool = True,
     compose_file: Path | None = None,
 ) -> VerifyOutcome:
-    """Run `run_checks(test_env, junit_path)` against a freshly booted, throwaway stack.
+    """Run `run_checks(suite_variables, junit_path)` against a freshly booted, throwaway stack.
 
-    The stack is torn down after success, failure, Ctrl-C or SIGTERM, unless `keep`.
+    The images it builds carry a tag of this run's own (verify-<id>), which the stack runs:
+    another checkout building at the same time cannot swap them. The stack is torn down
+    after success, failure, Ctrl-C or SIGTERM, unless `keep`.
     """
     from pipeline import images, reports  # the suite imports this module's names only
 
     environment = environment_named(environment_name)
-    stack = stacks.verify_stack(environment, compose_file=compose_file)
+    run_id = uuid.uuid4().hex[:8]
+    run_tag = f"verify-{run_id}" if build else None
     if build:
-        images.build_stages(environment.stages, progress=False)
-    REPORTS.mkdir(parents=True, exist_ok=True)
-    junit = reports.junit_path(environment.name)
-    junit.unlink(missing_ok=True)
-    previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+        images.build_stages(environment.stages, show=False, extra_tags=(run_tag,))
     passed = False
     summary = reports.markdown_path(environment.name)
     started = time.monotonic()
+    # Made after the build and right before the try: its throwaway secrets never outlive it.
+    stack = stacks.verify_stack(
+        environment, run_id=run_id, compose_file=compose_file, image_tag=run_tag
+    )
+    run_junit, run_facts = stack.run_file("junit.xml"), stack.run_file("facts.json")
+    stack.owned_paths += (run_junit, run_facts)
+    previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         stack.check_host_ports_free()
-        stacks.say(f"booting {stack.project} ({environment.description})")
+        say(f"booting {stack.project} ({environment.description})")
         stack.up()
-        boot_seconds = time.monotonic() - started
-        stacks.say(f"{stack.project} healthy after {boot_seconds:.1f} s; checking it")
-        test_env = checks_environment(stack)
+        say(f"{stack.project} healthy after {time.monotonic() - started:.1f} s; checking it")
         try:
-            passed = run_checks(test_env, junit)
+            passed = run_checks(suite_variables(stack, run_facts), run_junit)
         finally:
             if not passed:
                 stack.print_unhealthy()
-            summary = reports.write_summary(environment.name, stack)
-            stacks.say(f"report: {summary.relative_to(REPORTS.parent)}")
+            summary = reports.publish(environment.name, stack, run_junit, run_facts)
+            say(f"report: {summary.relative_to(REPORTS.parent)}")
     finally:
         # A second Ctrl-C must not leave half a stack behind.
         previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            if keep:
-                stacks.say(
-                    f"kept {stack.project} up (--keep). Reach it: `{stack.compose_command()} ps`"
-                )
-                stacks.say(
-                    f"remove it: `{stack.compose_command()} down --volumes "
-                    f"&& rm -f {stack.variables_file.relative_to(REPORTS.parent)}`"
-                )
-            else:
-                stack.down(remove_volumes=True)
-                leftovers = {kind: names for kind, names in stack.leftovers().items() if names}
-                if leftovers:
-                    raise PipelineError(
-                        f"{stack.project}: teardown left {leftovers}; remove them by hand."
-                    )
+            _keep_or_tear_down(stack, keep)
         finally:
             signal.signal(signal.SIGINT, previous_int)
             signal.signal(signal.SIGTERM, previous_term)
+    junit = reports.junit_path(environment.name)
     return VerifyOutcome(passed, junit, summary, time.monotonic() - started)
+
+
+def _keep_or_tear_down(stack: stacks.Stack, keep: bool) -> None:
+    """Leave the stack up and say how to reach and remove it, or remove all of it."""
+    if keep:
+        say(f"kept {stack.project} up (--keep). Reach it: `{stack.compose_command()} ps`")
+        made = " ".join(
+            str(path.relative_to(ROOT)) for path in (stack.variables_file, *stack.owned_paths)
+        )
+        say(f"remove it: `{stack.compose_command()} down --volumes && rm -rf {made}`")
+        return
+    stack.down(remove_volumes=True)
+    leftovers = {kind: names for kind, names in stack.leftovers().items() if names}
+    if leftovers:
+        raise PipelineError(f"{stack.project}: teardown left {leftovers}; remove them by hand.")

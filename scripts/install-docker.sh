@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install and start a Docker Engine (>= 26) with Compose v2 and Buildx from the
-# distribution's own packages, so the pipeline runs on a bare Debian/Ubuntu box.
-# Idempotent: when an engine already answers it only prints the versions.
+# distribution's own signed packages, so the pipeline runs on a bare Debian/Ubuntu box.
+# Every package comes through apt, which checks the archive's signature (InRelease, against
+# debian-archive-keyring) and each package's checksum; a mismatch stops the install.
+# Idempotent: when an engine >= 26 already answers it only prints the versions.
 set -euo pipefail
 
 readonly USAGE="usage: scripts/install-docker.sh [--with-mmdebstrap] [--help]   (env: DOCKERD_LOG=/var/log/dockerd.log DOCKERD_TIMEOUT=60)"
@@ -9,6 +11,12 @@ readonly MIN_ENGINE_MAJOR=26
 readonly NEWER_SUITE=trixie # Debian 13: the first Debian release whose docker.io is >= 26
 readonly DOCKERD_LOG=${DOCKERD_LOG:-/var/log/dockerd.log}
 readonly DOCKERD_TIMEOUT=${DOCKERD_TIMEOUT:-60}
+# On Debian 12 the engine comes from Debian 13: an apt source for it, pinned so that only
+# these packages are taken from there (their dependencies stay the host release's).
+readonly ENGINE_PACKAGES=(docker.io docker-cli docker-compose docker-buildx)
+readonly NEWER_SOURCE=/etc/apt/sources.list.d/dashtam-docker-$NEWER_SUITE.sources
+readonly NEWER_PINNING=/etc/apt/preferences.d/dashtam-docker-$NEWER_SUITE
+readonly ARCHIVE_KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 
 die() { echo "install-docker: $*" >&2; exit 1; }
 
@@ -19,6 +27,17 @@ print_versions() {
 }
 
 engine_answers() { docker info >/dev/null 2>&1; }
+
+# The same words the pipeline's preflight uses for an engine it refuses.
+refuse_old_engine() {
+  die "Docker Engine $1 is too old (need >= $MIN_ENGINE_MAJOR); upgrade it (https://docs.docker.com/engine/install/), then rerun."
+}
+
+require_current_engine() {
+  local version
+  version=$(docker version --format '{{.Server.Version}}')
+  [ "${version%%.*}" -ge "$MIN_ENGINE_MAJOR" ] 2>/dev/null || refuse_old_engine "$version"
+}
 
 installed_engine_major() {
   command -v dockerd >/dev/null 2>&1 || { echo 0; return; }
@@ -51,27 +70,46 @@ configured_debian_mirror() {
     | awk -v c="$codename" '$2 == c && $3 == "Packages" {print $1; exit}'
 }
 
+# apt-get, quietly, its last lines shown and one line of ours when it fails: a signature or
+# checksum that does not match ends up here, and nothing is installed.
+apt_or_die() {
+  local what=$1 output
+  shift
+  if ! output=$(DEBIAN_FRONTEND=noninteractive apt-get "$@" 2>&1); then
+    printf '%s\n' "$output" | tail -n 5 >&2
+    die "$what failed: $(printf '%s\n' "$output" | grep -E '^E: ' | head -n 1)"
+  fi
+}
+
 install_from_newer_debian() {
-  local codename=$1 mirror arch workdir index
+  local codename=$1 mirror
   mirror=$(configured_debian_mirror "$codename")
   [ -n "$mirror" ] || die "no apt source for '$codename' found; add the Debian mirror to /etc/apt/sources.list, then rerun."
-  arch=$(dpkg --print-architecture)
-  workdir=$(mktemp -d)
-  index="${mirror%/}/dists/$NEWER_SUITE/main/binary-$arch/Packages.xz"
-  echo "fetching Docker packages from $NEWER_SUITE on ${mirror}"
-  curl -fsSL --retry 3 -o "$workdir/Packages.xz" "$index" \
-    || die "cannot reach $index; check the network or the mirror in your apt sources, then rerun."
-  xz -d "$workdir/Packages.xz"
-  local package filename
-  # tini is left to the host release: the newer build needs a newer libc.
-  for package in docker.io docker-cli docker-compose docker-buildx; do
-    filename=$(awk -v p="$package" '$1 == "Package:" {hit = ($2 == p)} hit && $1 == "Filename:" {print $2; exit}' "$workdir/Packages")
-    [ -n "$filename" ] || die "package $package is missing from $index; pick another mirror in your apt sources."
-    curl -fsSL --retry 3 -o "$workdir/$(basename "$filename")" "${mirror%/}/$filename" \
-      || die "cannot download $filename from ${mirror}; check the network, then rerun."
-  done
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$workdir"/*.deb
-  rm -rf "$workdir"
+  [ -r "$ARCHIVE_KEYRING" ] || die "$ARCHIVE_KEYRING is missing; apt-get install debian-archive-keyring, then rerun."
+  echo "adding $NEWER_SUITE from $mirror as an apt source, pinned to: ${ENGINE_PACKAGES[*]}"
+  cat >"$NEWER_SOURCE" <<SOURCE
+# Written by scripts/install-docker.sh: Debian $NEWER_SUITE, for the Docker engine only
+# (see $NEWER_PINNING). Signed by the Debian archive; apt checks it.
+Types: deb
+URIs: $mirror
+Suites: $NEWER_SUITE
+Components: main
+Signed-By: $ARCHIVE_KEYRING
+SOURCE
+  cat >"$NEWER_PINNING" <<PINNING
+# Written by scripts/install-docker.sh: nothing comes from Debian $NEWER_SUITE
+# unless it is named below, so the host stays on its own release...
+Package: *
+Pin: release n=$NEWER_SUITE
+Pin-Priority: 1
+
+# ...but the Docker engine does, and \`apt-get upgrade\` keeps it patched there.
+Package: ${ENGINE_PACKAGES[*]}
+Pin: release n=$NEWER_SUITE
+Pin-Priority: 500
+PINNING
+  apt_or_die "reading the $NEWER_SUITE package index" update
+  apt_or_die "installing the Docker engine from $NEWER_SUITE" install -y --no-install-recommends "${ENGINE_PACKAGES[@]}"
 }
 
 # Installing and starting an engine both need root: say so before trying either.
@@ -89,15 +127,14 @@ install_engine() {
   fi
   # shellcheck source=/dev/null
   . /etc/os-release
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq \
-    || die "apt-get update failed; check the network and your apt sources, then rerun."
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends curl xz-utils ca-certificates iptables >/dev/null
+  apt_or_die "reading the package index" update
+  apt_or_die "installing iptables and CA certificates" install -y --no-install-recommends ca-certificates iptables
   local candidate
   candidate=$(apt-cache policy docker.io | awk '/Candidate:/ {print $2}')
   if [ "${candidate%%.*}" != "(none)" ] && [ "${candidate%%.*}" -ge "$MIN_ENGINE_MAJOR" ] 2>/dev/null; then
     local plugins=(docker-compose docker-buildx)
     [ "$ID" = ubuntu ] && plugins=(docker-compose-v2 docker-buildx)
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker.io "${plugins[@]}"
+    apt_or_die "installing the Docker engine" install -y --no-install-recommends docker.io "${plugins[@]}"
   elif [ "$ID" = debian ]; then
     install_from_newer_debian "${VERSION_CODENAME:?/etc/os-release has no VERSION_CODENAME}"
   else
@@ -111,9 +148,8 @@ install_mmdebstrap() {
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     die "mmdebstrap is missing; install it (apt-get install mmdebstrap) as root, then rerun."
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mmdebstrap >/dev/null \
-    || die "apt-get could not install mmdebstrap; check your apt sources, then rerun."
+  apt_or_die "reading the package index" update
+  apt_or_die "installing mmdebstrap" install -y --no-install-recommends mmdebstrap
   echo "installed mmdebstrap (for air-gapped base images)"
 }
 
@@ -129,6 +165,7 @@ main() {
     install_mmdebstrap
   fi
   if engine_answers; then
+    require_current_engine
     print_versions
     exit 0
   fi
@@ -137,6 +174,7 @@ main() {
     install_engine
   fi
   start_engine
+  require_current_engine
   print_versions
 }
 

@@ -2,11 +2,16 @@
 
 The checks are plain async functions, handed to the endpoint through `dependency_checks` so
 the unit tests can swap them for fakes with `app.dependency_overrides`.
+
+Why a dependency is down always goes to the log. The response carries it only outside
+production: a driver's message names users, hosts and databases, and the endpoint answers
+whoever can reach it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 
 from src.connections import connect_postgres, redis_client
@@ -15,7 +20,10 @@ from src.settings import Settings
 DependencyCheck = Callable[[Settings], Awaitable[None]]
 
 UP = "up"
+DOWN = "down"
 REASON_MAX_LENGTH = 120
+
+logger = logging.getLogger(__name__)
 
 
 async def check_postgres(settings: Settings) -> None:
@@ -68,7 +76,17 @@ async def probe(check: DependencyCheck, settings: Settings) -> str:
 
 
 async def run_checks(checks: Mapping[str, DependencyCheck], settings: Settings) -> dict[str, str]:
-    """Run all checks concurrently; name -> "up" or "down: <reason>"."""
+    """Run all checks concurrently; name -> "up", or "down: <reason>" ("down" in production).
+
+    Every failure is logged as one warning line naming the dependency and the reason.
+    """
     names = list(checks)
     results = await asyncio.gather(*(probe(checks[name], settings) for name in names))
-    return dict(zip(names, results, strict=True))
+    reported = {}
+    for name, result in zip(names, results, strict=True):
+        if result != UP:
+            logger.warning("readiness: %s is %s", name, result)
+            if settings.APP_ENV == "production":
+                result = DOWN
+        reported[name] = result
+    return reported

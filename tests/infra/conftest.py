@@ -1,9 +1,12 @@
-"""Fixtures for the verification suite: the stack under test, its containers and images.
+"""Fixtures for the verification suite: the stack under test, read from outside.
 
 The `verify(<env>)` session boots the stack and names it in DASHTAM_VERIFY_* variables;
 run on its own (`pytest tests/infra --environment ci`) the suite boots a throwaway stack
-itself. Everything expected comes from the environments model and from
-`docker compose config --format json` — never from lists typed here.
+itself. Facts — which services exist, what they declare — come from the environments model
+and `docker compose config --format json`; policy — what must hold — from
+pipeline/policy/controls.toml; what runs is read from `docker inspect` and from the
+inspector, a helper container in each container's PID and network namespaces
+(pipeline.inspection), so images without a shell are read like any other.
 """
 
 from __future__ import annotations
@@ -12,37 +15,38 @@ import functools
 import json
 import os
 import subprocess
+import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import testinfra
 
+from pipeline import envfiles, inspection
 from pipeline import stack as stacks
 from pipeline.environments import (
+    APP_GID,
     APP_SERVICES,
-    DATA_SERVICE_USERS,
+    APP_UID,
     DATA_SERVICES,
     ENVIRONMENTS,
     HEALTH_PATHS,
-    RUNTIME_STAGES,
     SERVICES,
-    image_name,
 )
-from pipeline.inspection import (
-    LISTENING_SCRIPT,
-    PROCESSES_SCRIPT,
-    Fact,
-    facts_script,
-    split_facts,
-)
+from pipeline.policy import Context, context_for, load_policy
+from pipeline.policy.views import ServiceView, from_container
+from pipeline.preflight import NO_ENGINE, engine_answers
+from pipeline.secret_files import SECRETS_DIR_VARIABLE, secret_values
 from pipeline.verification import (
     COMPOSE_FILE_VARIABLE,
     ENV_FILE_VARIABLE,
-    ENV_VARIABLE,
+    ENVIRONMENT_NAME_VARIABLE,
+    FACTS_FILE_VARIABLE,
     PROJECT_VARIABLE,
 )
-from tests.infra.helpers import fetch_inside_command, host_url, network_url, unowned_files_command
+from tests.infra.helpers import host_url, network_url
+
+# A state no real provider issued, fresh for each run: the callback's first-code-wins check.
+PROBE_STATE = f"verify-{uuid.uuid4().hex}"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -54,25 +58,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def _engine_answers() -> bool:
-    try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+def callback_probe_urls(scheme: str) -> list[str]:
+    """The same state delivered twice, from inside the stack: the second must be refused."""
+    path = f"/oauth/callback?code=first-{uuid.uuid4().hex[:8]}&state={PROBE_STATE}"
+    second = path.replace("code=first-", "code=second-")
+    return [network_url(scheme, "callback", path), network_url(scheme, "callback", second)]
 
 
 class Target:
     """The environment and stack under test, resolved once per test run.
 
     Everything the checks read from Docker is looked up in the background as soon as the
-    stack is known: Compose's config, container IDs, `docker inspect`, and one script per
-    container. A `docker` call costs about 0.1 s of waiting on the engine; these overlap
-    each other and pytest's own collection, instead of following one another.
+    stack is known: Compose's config, container IDs, `docker inspect` of the containers and
+    their images, and one inspector run per container, all at once, while pytest collects.
     """
 
     def __init__(self, config: pytest.Config) -> None:
-        name = os.environ.get(ENV_VARIABLE) or config.getoption("--environment") or "ci"
-        self.environment = ENVIRONMENTS[name]
+        environment_name = (
+            os.environ.get(ENVIRONMENT_NAME_VARIABLE) or config.getoption("--environment") or "ci"
+        )
+        self.environment = ENVIRONMENTS[environment_name]
         project = os.environ.get(PROJECT_VARIABLE)
         compose_file = os.environ.get(COMPOSE_FILE_VARIABLE)
         if project:
@@ -86,14 +91,17 @@ class Target:
         else:
             self.stack = stacks.verify_stack(self.environment)
             self.boots_here = True
+        self.facts_file = (
+            Path(os.environ[FACTS_FILE_VARIABLE]) if os.environ.get(FACTS_FILE_VARIABLE) else None
+        )
         self._background = ThreadPoolExecutor(max_workers=4)
         self._config = self._background.submit(self.stack.config)
+        self._inspector = self._background.submit(inspection.ensure_inspector_image)
         self._lookups: dict[str, Future] = {}
         if not self.boots_here:
             self.look_up_running_stack()
 
     def look_up_running_stack(self) -> None:
-        """Start reading the running stack: IDs, then inspect, then the in-container facts."""
         self._lookups["ids"] = self._background.submit(self.stack.container_ids)
         self._lookups["inspect"] = self._background.submit(self._inspect_containers)
         self._lookups["facts"] = self._background.submit(self._gather_facts)
@@ -107,78 +115,124 @@ class Target:
         return [name for name in SERVICES if name in self.config["services"]]
 
     def container_ids(self) -> dict[str, str]:
-        """Service -> container ID."""
         return self._lookups["ids"].result()
 
     def inspect(self, service: str) -> dict:
         """`docker container inspect` of a service's container."""
         return self._lookups["inspect"].result()[service]
 
-    def facts(self) -> dict[str, dict[str, Fact]]:
-        """Service -> {fact: Fact(exit code, output)}, read inside each container."""
+    def facts(self) -> dict[str, dict]:
+        """Service -> what the inspector read from outside its container."""
         return self._lookups["facts"].result()
+
+    @functools.cache  # noqa: B019 - one Target per run
+    def image_config(self, image_id: str) -> dict:
+        """`docker image inspect` of the image a container runs (by its ID, never a tag)."""
+        return docker_json("image", "inspect", image_id)[0]
+
+    def view(self, service: str) -> ServiceView:
+        inspect = self.inspect(service)
+        return from_container(
+            service, inspect, self.image_config(inspect["Image"]), self.facts()[service]
+        )
+
+    @functools.cached_property
+    def secret_values(self) -> tuple[str, ...]:
+        """The stack's secrets, to look for where they must not be: the secret files of a
+        prod stack, the password variables of the env file elsewhere."""
+        directory = self.stack.variables.get(SECRETS_DIR_VARIABLE)
+        if directory:
+            return tuple(secret_values(Path(directory)))
+        values = envfiles.read_values(self.stack.env_file)
+        return tuple(
+            value for name, value in values.items() if value and envfiles.is_secret_name(name)
+        )
+
+    def context(self, service: str) -> Context:
+        return context_for(self.environment, service, self.secret_values)
 
     def _inspect_containers(self) -> dict[str, dict]:
         ids = self.container_ids()
-        output = subprocess.run(
-            ["docker", "container", "inspect", *ids.values()],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        by_id = {entry["Id"]: entry for entry in json.loads(output)}
+        by_id = {entry["Id"]: entry for entry in docker_json("container", "inspect", *ids.values())}
         return {service: by_id[container] for service, container in ids.items()}
 
-    def _gather_facts(self) -> dict[str, dict[str, Fact]]:
-        """One script per container, as root (to see every process), all at once; the
-        in-network fetch of endpoints with no host port runs alongside, in the app container."""
-        ids = self.container_ids()
-        declared = self.config["services"]
-        sections: dict[str, dict[str, str]] = {}
-        for service in ids:
-            facts = {"processes": PROCESSES_SCRIPT, "listening": LISTENING_SCRIPT}
-            if service in APP_SERVICES:
-                facts["unowned"] = unowned_files_command(declared[service])
-            if service in DATA_SERVICE_USERS:
-                facts["uid"] = f"id -u {DATA_SERVICE_USERS[service]}"
-            sections[service] = facts
+    def _inspector_options(self, service: str) -> list[str]:
+        """What to read from one container, besides processes, sockets and mounts."""
+        options = ["--users", "--app-uid", str(APP_UID), "--app-gid", str(APP_GID)]
+        if service in APP_SERVICES:
+            # The image's files are the policy's only for images we build (the controls on a
+            # data store's image say they do not apply), so only ours are walked.
+            options.append("--files")
+            policy = load_policy()
+            options += [
+                f"--writable-as={APP_UID}:{path}" for path in policy.writable_paths[service]
+            ]
+            options += [
+                "--glob",
+                "/app/tests",
+                "--glob",
+                "/app/.venv/lib/python*/site-packages/*.dist-info",
+                "--glob",
+                "/etc/ld.so.cache",
+                "--glob",
+                "/etc/python3*",
+            ]
+            environment = dict(
+                entry.split("=", 1) for entry in self.inspect(service)["Config"]["Env"] or []
+            )
+            if environment.get("APP_TLS_KEY_FILE"):
+                options.append(f"--readable-as={APP_UID}:{environment['APP_TLS_KEY_FILE']}")
+            options += ["--connect", "postgres:5432", "--connect", "redis:6379"]
+        if service == "postgres":
+            environment = dict(
+                entry.split("=", 1) for entry in self.inspect(service)["Config"]["Env"] or []
+            )
+            options += ["--postgres", environment.get("POSTGRES_USER", "postgres")]
+        if service == "redis":
+            options.append("--redis")
+        if service == "app":
+            options += [f"--fetch={url}" for url in self._urls_inside()]
+        return options
+
+    def _urls_inside(self) -> list[str]:
+        """The endpoints with no host port (fetched in the app's network), and the callback's
+        first-code-wins probe."""
         scheme = self.environment.scheme
         inside = [
             network_url(scheme, service, path)
             for service in self.services
-            if service in ids
             for path in HEALTH_PATHS.get(service, ())
             if host_url(scheme, self.inspect(service), service, path) is None
         ]
-        # One worker per container, running that container's execs one after another (two
-        # at once would see each other starting); the fetch runs as the image's user.
-        execs: dict[str, list[tuple[str, dict[str, str]]]] = {
-            service: [(f"root@{ids[service]}", facts)] for service, facts in sections.items()
-        }
-        if inside and "app" in ids:
-            execs["app"].append((ids["app"], {"fetched": fetch_inside_command(inside)}))
+        return inside + (callback_probe_urls(scheme) if "callback" in self.services else [])
 
-        def read(service: str) -> dict[str, Fact]:
-            found: dict[str, Fact] = {}
-            for spec, facts in execs[service]:
-                result = testinfra.get_host(f"docker://{spec}").run(facts_script(facts))
-                found.update(split_facts(result.stdout))
-                # An exec that could not run (a container that is gone) reports each
-                # section it was asked for as failed, with what `docker exec` said.
-                for name in facts:
-                    found.setdefault(name, Fact(result.rc or -1, result.stderr))
-            return found
+    def _gather_facts(self) -> dict[str, dict]:
+        ids = self.container_ids()
+        image = self._inspector.result()
+        with ThreadPoolExecutor(max_workers=max(len(ids), 1)) as pool:
+            readings = {
+                service: pool.submit(
+                    inspection.inspect_container, container, image, self._inspector_options(service)
+                )
+                for service, container in ids.items()
+            }
+            facts = {service: reading.result() for service, reading in readings.items()}
+        if self.facts_file:
+            self.facts_file.write_text(json.dumps(facts))
+        return facts
 
-        with ThreadPoolExecutor(max_workers=max(len(execs), 1)) as pool:
-            readings = {service: pool.submit(read, service) for service in execs}
-            found = {service: reading.result() for service, reading in readings.items()}
-        return found
+
+def docker_json(*arguments: str) -> list[dict]:
+    output = subprocess.run(
+        ["docker", *arguments], capture_output=True, text=True, check=True
+    ).stdout
+    return json.loads(output)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "docker: needs a Docker engine")
     # A verify session names the stack it just booted: the engine answers, no need to ask.
-    if not os.environ.get(PROJECT_VARIABLE) and not _engine_answers():
+    if not os.environ.get(PROJECT_VARIABLE) and not engine_answers():
         config._dashtam_target = None
         return
     config._dashtam_target = Target(config)
@@ -186,61 +240,44 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config._dashtam_target is not None:
-        # A check that applies to nothing in this environment is not run, rather than
-        # reported as skipped: the report lists what was checked, and nothing is skipped.
-        inapplicable = [
-            item
-            for item in items
-            if any(
-                "got empty parameter set" in str(m.kwargs.get("reason", ""))
-                for m in item.iter_markers("skip")
-            )
-        ]
-        if inapplicable:
-            config.hook.pytest_deselected(items=inapplicable)
-            items[:] = [item for item in items if item not in inapplicable]
         return
     if os.environ.get("CI"):
         raise pytest.UsageError("no Docker engine answers, and CI requires one for tests/infra")
-    skip = pytest.mark.skip(reason="no Docker engine answers (`docker info` failed)")
+    skip = pytest.mark.skip(reason=NO_ENGINE)
     for item in items:
         item.add_marker(skip)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Parametrize by what the environment really declares, with ids that read well."""
+    """Parametrize by what the environment really runs, with ids that read well. Every
+    check is listed for every service it could apply to: one that does not apply says so
+    (skipped, with its reason), so nothing leaves the report without a trace."""
     target = metafunc.config._dashtam_target
-    name = target.environment.name if target else "none"
+    environment_name = target.environment.name if target else "none"
     services = target.services if target else list(SERVICES)
-    declared = target.config["services"] if target else {}
-    read_only = [s for s in services if declared.get(s, {}).get("read_only")]
     ours = [s for s in services if s in APP_SERVICES]
-    environment = target.environment if target else None
     groups = {
         "service": services,
         "app_service": ours,
         "data_store": [s for s in services if s in DATA_SERVICES],
-        "redis_service": [s for s in services if s == "redis"],
-        "read_only_service": read_only,
-        "read_only_app_service": [s for s in read_only if s in APP_SERVICES],
-        "tls_app_service": ours if environment and environment.tls else [],
-        "hardened_app_service": ours if environment and environment.hardened else [],
     }
     for fixture, values in groups.items():
         if fixture in metafunc.fixturenames:
-            metafunc.parametrize(fixture, values, ids=[f"{name}-{v}" for v in values])
+            metafunc.parametrize(fixture, values, ids=[f"{environment_name}-{v}" for v in values])
     if "endpoint" in metafunc.fixturenames:
         endpoints = [(s, p) for s in services for p in HEALTH_PATHS.get(s, ())]
         metafunc.parametrize(
-            "endpoint", endpoints, ids=[f"{name}-{s}{p.replace('/', '-')}" for s, p in endpoints]
+            "endpoint",
+            endpoints,
+            ids=[f"{environment_name}-{s}{p.replace('/', '-')}" for s, p in endpoints],
         )
-    stages = list(environment.stages) if environment else []
-    for fixture, values in {
-        "stage_image": stages,
-        "runtime_stage": [s for s in stages if s in RUNTIME_STAGES],
-    }.items():
-        if fixture in metafunc.fixturenames:
-            metafunc.parametrize(fixture, values, ids=[f"{name}-{v}" for v in values])
+    if "policy_case" in metafunc.fixturenames:
+        cases = [(control, s) for control in load_policy().controls for s in services]
+        metafunc.parametrize(
+            "policy_case",
+            cases,
+            ids=[f"{environment_name}-{s}-{control.id}" for control, s in cases],
+        )
 
 
 @pytest.fixture(scope="session")
@@ -254,33 +291,18 @@ def target(request: pytest.FixtureRequest) -> Target:
 
 
 @pytest.fixture(scope="session")
-def env_name(target: Target) -> str:
+def environment_name(target: Target) -> str:
     return target.environment.name
 
 
 @pytest.fixture(scope="session")
-def containers(target: Target) -> dict[str, str]:
-    """Service -> container ID."""
-    return target.container_ids()
-
-
-@pytest.fixture(scope="session")
-def hosts(containers: dict[str, str]) -> dict:
-    """Service -> testinfra host as root (to read every process) and as the image's user."""
-    return {
-        service: {
-            "root": testinfra.get_host(f"docker://root@{container}"),
-            "default": testinfra.get_host(f"docker://{container}"),
-        }
-        for service, container in containers.items()
-    }
-
-
-@pytest.fixture(scope="session")
-def container_facts(target: Target) -> dict[str, dict]:
-    """Service -> {fact: Fact(exit code, output)}: processes, listening sockets, files
-    under /app not owned by appuser, data-store account UIDs, in-network endpoint fetches."""
-    return target.facts()
+def facts(target: Target) -> dict[str, dict]:
+    """Service -> what the inspector read from outside its container."""
+    found = target.facts()
+    failed = {service: fact["error"] for service, fact in found.items() if "error" in fact}
+    if failed:
+        pytest.fail(f"[{target.environment.name}] the inspector could not read: {failed}")
+    return found
 
 
 @pytest.fixture(scope="session")
@@ -289,43 +311,6 @@ def service_config(target: Target):
 
 
 @pytest.fixture(scope="session")
-def image_config():
-    @functools.cache
-    def inspect(reference: str) -> dict:
-        output = subprocess.run(
-            ["docker", "image", "inspect", reference], capture_output=True, text=True, check=True
-        ).stdout
-        return json.loads(output)[0]
-
-    return inspect
-
-
-@pytest.fixture(scope="session")
 def container_inspect(target: Target):
     """Service -> `docker container inspect` of its container."""
     return target.inspect
-
-
-@pytest.fixture(scope="session")
-def stage_reference(target: Target):
-    """Stage -> the image reference the stack under test runs it from.
-
-    Read from compose's own `image:` (interpolated, so DASHTAM_IMAGE_TAG counts), never a
-    fixed :latest: the image checks must look at what runs, not at what was built last.
-    """
-
-    def reference(stage: str) -> str:
-        repository = image_name(stage)
-        running = {
-            service["image"]
-            for service in target.config["services"].values()
-            if service.get("image", "").rsplit(":", 1)[0] == repository
-        }
-        if len(running) != 1:
-            pytest.fail(
-                f"[{target.environment.name}] {repository}: image references in compose: "
-                f"expected one, found {sorted(running)}"
-            )
-        return running.pop()
-
-    return reference

@@ -1,4 +1,4 @@
-"""The images: healthchecks they can run, exposed ports, nothing that must not ship."""
+"""The images the containers run (by ID): exposed ports, nothing that must not ship."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import tomllib
 import pytest
 
 from pipeline.ca_bundle import ca_bundle_path
-from pipeline.environments import ROOT, SERVICE_PORTS
+from pipeline.environments import ROOT, RUNTIME_STAGES, SERVICE_PORTS
 from tests.infra.helpers import mismatch
 
 pytestmark = pytest.mark.docker
@@ -26,28 +26,14 @@ _FORBIDDEN_PATH = re.compile(
 _PRIVATE_KEY = re.compile(rb"-----BEGIN ([A-Z ]+ )?PRIVATE KEY-----")
 
 
-def test_healthcheck_binary_is_in_the_image(env_name, service, container_inspect, hosts):
-    test = (container_inspect(service)["Config"].get("Healthcheck") or {}).get("Test") or []
-    assert test and test[0] in ("CMD", "CMD-SHELL"), mismatch(
-        env_name, service, "healthcheck", "CMD or CMD-SHELL", test
-    )
-    binary = test[1] if test[0] == "CMD" else test[1].split()[0]
-    result = hosts[service]["default"].run(f"command -v {binary}")
-    assert result.rc == 0, mismatch(
-        env_name, service, f"healthcheck binary {binary!r}", "present", "missing"
-    )
-
-
-def test_exposed_ports_are_the_declared_ones(
-    env_name, service, container_inspect, image_config, target
-):
+def test_exposed_ports_are_the_declared_ones(environment_name, service, container_inspect, target):
     image_id = container_inspect(service)["Image"]
-    found = set(image_config(image_id)["Config"].get("ExposedPorts") or {})
+    found = set(target.image_config(image_id)["Config"].get("ExposedPorts") or {})
     # An image exposes the ports of every service this environment runs from it.
     sharing = [other for other in target.services if container_inspect(other)["Image"] == image_id]
     expected = {f"{SERVICE_PORTS[other]}/tcp" for other in sharing}
     assert found == expected, mismatch(
-        env_name, service, "image ExposedPorts", sorted(expected), sorted(found)
+        environment_name, service, "image ExposedPorts", sorted(expected), sorted(found)
     )
 
 
@@ -58,26 +44,51 @@ def _dev_only_packages() -> set[str]:
     return dev - runtime
 
 
-def test_runtime_image_ships_no_build_or_dev_tools(env_name, runtime_stage, stage_reference):
-    stage_image = runtime_stage
-    reference = stage_reference(stage_image)
-    probe = (
-        f"for tool in {' '.join(COMPILERS)} uv uvx; do command -v $tool; done; "
-        "ls -d /app/tests 2>/dev/null; "
-        "python -c \"import importlib.metadata as m; print('\\n'.join(d.metadata['Name'].lower() "
-        'for d in m.distributions()))"'
-    )
-    output = subprocess.run(
-        ["docker", "run", "--rm", "--entrypoint", "sh", reference, "-c", probe],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    found = [entry for entry in output if entry.startswith("/")] + sorted(
-        _dev_only_packages() & set(output)
-    )
+def test_runtime_image_ships_no_build_or_dev_tools(environment_name, app_service, target, facts):
+    if not set(target.environment.stages) & set(RUNTIME_STAGES):
+        pytest.skip(f"not applicable: {environment_name} runs the development image")
+    found_facts = facts[app_service]
+    programs = {entry["path"].rsplit("/", 1)[1] for entry in found_facts["files"]["programs"]}
+    distributions = {
+        path.rsplit("/", 1)[1].split("-")[0].lower().replace("_", "-")
+        for path in found_facts["globs"]["/app/.venv/lib/python*/site-packages/*.dist-info"]
+    }
+    found = sorted(programs & {*COMPILERS, "uv", "uvx"})
+    found += found_facts["globs"]["/app/tests"] + sorted(_dev_only_packages() & distributions)
     assert not found, mismatch(
-        env_name, stage_image, "compilers, uv, tests or dev packages", [], found
+        environment_name, app_service, "compilers, uv, tests or dev packages", [], found
+    )
+
+
+# The official Python images' layout, which the stand-ins reproduce and docker/runtime-rootfs.sh
+# carries into the runtime images: CPython in /usr/local, libpython a separate library the
+# loader finds through its cache (no LD_LIBRARY_PATH), no Debian /etc/python3.X.
+INTERPRETER = "/usr/local/bin/python3.13"
+LIBPYTHON = "/usr/local/lib/libpython3.13.so.1.0"
+
+
+def test_app_runs_the_official_python_layout(
+    environment_name, app_service, facts, container_inspect
+):
+    found_facts = facts[app_service]
+    main = next(process for process in found_facts["processes"] if process["pid"] == 1)
+    environment = container_inspect(app_service)["Config"]["Env"] or []
+    found = {
+        "PID 1 runs": main["executable"],
+        "libpython loaded": [path for path in main["libraries"] if "libpython" in path],
+        "loader cache": found_facts["globs"]["/etc/ld.so.cache"],
+        "Debian /etc/python3.X": found_facts["globs"]["/etc/python3*"],
+        "LD_LIBRARY_PATH": [entry for entry in environment if entry.startswith("LD_LIBRARY_PATH=")],
+    }
+    expected = {
+        "PID 1 runs": INTERPRETER,
+        "libpython loaded": [LIBPYTHON],
+        "loader cache": ["/etc/ld.so.cache"],
+        "Debian /etc/python3.X": [],
+        "LD_LIBRARY_PATH": [],
+    }
+    assert found == expected, mismatch(
+        environment_name, app_service, "interpreter and libpython", expected, found
     )
 
 
@@ -132,28 +143,33 @@ def layer_findings():
     return scan
 
 
-def test_no_secret_in_any_layer(env_name, stage_image, layer_findings, stage_reference):
-    reference = stage_reference(stage_image)
-    found = layer_findings(reference)
+def test_no_secret_in_any_layer(environment_name, app_service, layer_findings, container_inspect):
+    found = layer_findings(container_inspect(app_service)["Image"])
     assert not found, mismatch(
-        env_name, stage_image, "env files, keys, .git or CA bundle in layers", [], found[:10]
+        environment_name,
+        app_service,
+        "env files, keys, .git or CA bundle in the layers of the image it runs",
+        [],
+        found[:10],
     )
 
 
 def test_build_secrets_stay_out_of_history_and_config(
-    env_name, stage_image, image_config, stage_reference
+    environment_name, app_service, target, container_inspect
 ):
-    reference = stage_reference(stage_image)
+    image_id = container_inspect(app_service)["Image"]
     history = subprocess.run(
-        ["docker", "image", "history", "--no-trunc", "--format", "{{.CreatedBy}}", reference],
+        ["docker", "image", "history", "--no-trunc", "--format", "{{.CreatedBy}}", image_id],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    config = str(image_config(reference)["Config"])
+    config = str(target.image_config(image_id)["Config"])
     leaked = [
         needle
         for needle in ("BEGIN CERTIFICATE", "PRIVATE KEY", "PASSWORD=")
         if needle in history + config
     ]
-    assert not leaked, mismatch(env_name, stage_image, "secrets in history or config", [], leaked)
+    assert not leaked, mismatch(
+        environment_name, app_service, "secrets in the image's history or config", [], leaked
+    )

@@ -20,14 +20,26 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from pipeline.environments import ENVIRONMENTS, ROOT
-from pipeline.stack import PROJECT_LABEL, RUNS, host_port_variables
+from pipeline.environments import ENVIRONMENTS, ROOT, VARIABLE_PREFIXES
+from pipeline.image_sources import image_references
+from pipeline.preflight import NO_ENGINE, engine_answers
+from pipeline.stack import (
+    PROJECT_OVERRIDE_VARIABLE,
+    RUNS,
+    host_port_variables,
+    operator_env_file,
+    project_objects,
+)
+
+# The self-test's lab (tests/pipeline/lab.py), as fixtures of every test module here.
+from tests.pipeline.lab import engine_and_real_images, lab_for  # noqa: F401
 
 COMMAND_TIMEOUT_SECONDS = 600
 # What a Python crash prints; a problem the user can fix never shows it.
@@ -40,14 +52,9 @@ SESSION_STOPPED = re.compile(
 )
 # Variables a compose file interpolates, and the ones a verify session hands to its checks:
 # a value exported in this shell would override the env files the tests mean to exercise.
+# (DASHTAM_IMAGE_SOURCE and the other DASHTAM_ settings pass: they choose, they do not steer.)
 STEERING_PREFIXES = (
-    "POSTGRES_",
-    "REDIS_",
-    "APP_",
-    "CALLBACK_",
-    "TEST_",
-    "DEV_",
-    "TLS_",
+    *(prefix for prefix in VARIABLE_PREFIXES if prefix != "DASHTAM_"),
     "DASHTAM_VERIFY_",
     "DASHTAM_IMAGE_TAG",
     "DASHTAM_BUILD_",
@@ -61,13 +68,6 @@ SCRATCH_DIRECTORIES = (".git", ".nox", ".dashtam", "reports", "certs", "__pycach
 # ---------------------------------------------------------------- Docker or skip
 
 
-def engine_answers() -> bool:
-    try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
 @pytest.fixture(scope="session")
 def docker_engine() -> None:
     """Skip when no Docker engine answers; in CI (CI=1) that is a failure instead."""
@@ -75,7 +75,7 @@ def docker_engine() -> None:
         return
     if os.environ.get("CI"):
         pytest.fail("no Docker engine answers (`docker info` failed), and CI requires one")
-    pytest.skip("no Docker engine answers (`docker info` failed)")
+    pytest.skip(NO_ENGINE)
 
 
 @pytest.fixture(autouse=True)
@@ -261,17 +261,6 @@ def inspect(reference: str) -> dict:
 # ---------------------------------------------------------------- what a project leaves
 
 
-def project_objects(project: str) -> dict[str, list[str]]:
-    """Containers, networks and volumes carrying the compose project label, by name."""
-    label = f"label={PROJECT_LABEL}={project}"
-    listings = {
-        "containers": ("ps", "--all", "--filter", label, "--format", "{{.Names}}"),
-        "networks": ("network", "ls", "--filter", label, "--format", "{{.Name}}"),
-        "volumes": ("volume", "ls", "--filter", label, "--format", "{{.Name}}"),
-    }
-    return {kind: sorted(docker_output(*listing).split()) for kind, listing in listings.items()}
-
-
 def leftovers(project: str) -> dict[str, list[str]]:
     """What of a run is still there: Docker objects, and its variables file under .dashtam/."""
     found = {kind: names for kind, names in project_objects(project).items() if names}
@@ -353,33 +342,79 @@ def env_file_with_free_ports(environment_name: str, destination: Path) -> dict[s
     return ports
 
 
+@dataclass(frozen=True)
+class OperatorProject:
+    """A throwaway operator stack of one environment: its project name and its variables."""
+
+    environment_name: str
+    name: str
+    env_file: Path
+
+    def variables(self) -> dict[str, str]:
+        """The environment a `make dev-*` or `nox -s up(<env>)` for this project runs with."""
+        return pipeline_environment(**{PROJECT_OVERRIDE_VARIABLE: self.name})
+
+
 @contextlib.contextmanager
-def operator_env_file(environment_name: str, backup_directory: Path) -> Iterator[dict[str, int]]:
-    """The operator's env/.env.<env> for the duration of a test: the template with free ports.
+def throwaway_operator_project(environment_name: str) -> Iterator[OperatorProject]:
+    """An operator project of its own (DASHTAM_PROJECT=dashtam-<env>-op-<id>), with an env
+    file of free host ports; everything it made is removed afterwards, the env file too.
 
-    A file the user already has is copied to `backup_directory` first and put back afterwards,
-    byte for byte; a file that did not exist is removed again.
+    The operator commands under test run exactly as a user runs them, beside whatever the
+    user has on this engine (their own dashtam-<env> included), and never touch it.
     """
-    env_file = ENVIRONMENTS[environment_name].env_file
-    backup = backup_directory / env_file.name
-    had_one = env_file.is_file()
-    if had_one:
-        shutil.copy2(env_file, backup)
+    environment = ENVIRONMENTS[environment_name]
+    name = f"{environment.project}-op-{uuid.uuid4().hex[:6]}"
+    env_file = operator_env_file(environment, name)
+    env_file_with_free_ports(environment_name, env_file)
     try:
-        yield env_file_with_free_ports(environment_name, env_file)
+        yield OperatorProject(environment_name, name, env_file)
     finally:
-        if had_one:
-            shutil.copy2(backup, env_file)
-        else:
-            env_file.unlink(missing_ok=True)
+        remove_project(name)
+        env_file.unlink(missing_ok=True)
 
 
-def require_no_operator_stack(environment_name: str) -> None:
-    """Skip rather than touch an operator stack (or its data) that someone already has."""
-    project = ENVIRONMENTS[environment_name].project
-    existing = {kind: names for kind, names in project_objects(project).items() if names}
-    if existing:
-        pytest.skip(f"{project} already exists on this engine ({existing}); not touching it")
+def project_snapshot(project: str) -> dict[str, dict]:
+    """What a project has on this engine, to compare before and after a test: each container
+    (ID, start time, health) and each volume; a volume no running container uses is read
+    whole, a digest of every file in it (its data, byte for byte)."""
+    containers = {
+        service: (details["Id"], details["State"]["StartedAt"], health_of(details))
+        for service, details in service_containers(project).items()
+    }
+    running = {
+        mount["Name"]
+        for details in service_containers(project).values()
+        if details["State"]["Running"]
+        for mount in details["Mounts"]
+        if mount["Type"] == "volume"
+    }
+    volumes = {
+        volume: inspect(volume)["CreatedAt"] if volume in running else volume_digest(volume)
+        for volume in project_objects(project)["volumes"]
+    }
+    return {"containers": containers, "volumes": volumes}
+
+
+def volume_digest(volume: str) -> str:
+    """SHA-256 over every file's path and content in a volume, read by a throwaway container
+    of the data store image (in both image sources), as root, with no network."""
+    script = "cd /data && find . -type f -print0 | sort -z | xargs -0 -r sha256sum | sha256sum"
+    return docker_output(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--user",
+        "0",
+        "--entrypoint",
+        "sh",
+        "--volume",
+        f"{volume}:/data:ro",
+        image_references()["POSTGRES_IMAGE"],
+        "-c",
+        script,
+    ).split()[0]
 
 
 def service_containers(project: str) -> dict[str, dict]:

@@ -20,6 +20,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,8 @@ import pytest
 from pipeline.environments import ENVIRONMENTS, ROOT, environment, stage
 from pipeline.errors import PipelineError
 from pipeline.image_sources import BASE_IMAGES, SOURCE_VARIABLE
+from pipeline.registry import PORT_VARIABLE as REGISTRY_PORT_VARIABLE
+from pipeline.stack import PROJECT_OVERRIDE_VARIABLE, operator_env_file
 from tests.pipeline.conftest import (
     TRACEBACK,
     Run,
@@ -128,14 +131,32 @@ def add_dependency(copy: Path, scratch: Path, planted: Planted) -> None:
 
 
 def host_port_taken(copy: Path, scratch: Path, planted: Planted) -> None:
-    """env/.env.dev with free ports, except APP_PORT: a socket this test listens on."""
+    """A dev project of its own (not the user's dashtam-dev, which may be up), its env file
+    with free ports except APP_PORT: a socket this test listens on."""
     holder = planted.hold.enter_context(socket.socket())
     holder.bind(("127.0.0.1", 0))
     holder.listen()
-    env_file = copy / ENVIRONMENTS["dev"].env_file.relative_to(ROOT)
+    project = f"{ENVIRONMENTS['dev'].project}-bad-input-{uuid.uuid4().hex[:6]}"
+    planted.variables[PROJECT_OVERRIDE_VARIABLE] = project
+    env_file = copy / operator_env_file(ENVIRONMENTS["dev"], project).relative_to(ROOT)
     env_file_with_free_ports("dev", env_file)
     text = env_file.read_text()
     env_file.write_text(re.sub(r"(?m)^APP_PORT=.*$", f"APP_PORT={holder.getsockname()[1]}", text))
+
+
+def registry_port_taken(copy: Path, scratch: Path, planted: Planted) -> None:
+    """DASHTAM_REGISTRY_PORT names a port a socket of this test listens on."""
+    holder = planted.hold.enter_context(socket.socket())
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    planted.variables[REGISTRY_PORT_VARIABLE] = str(holder.getsockname()[1])
+
+
+def registry_port(value: str) -> Plant:
+    def plant(copy: Path, scratch: Path, planted: Planted) -> None:
+        planted.variables[REGISTRY_PORT_VARIABLE] = value
+
+    return plant
 
 
 MISSING_STAND_IN = "dashtam-airgap/postgres:reliability-missing"
@@ -174,6 +195,9 @@ CASES = {
     ),
     "no-docker-daemon-for-base-images": BadInput(
         "base-images", no_docker_daemon, (r"(?i)docker (daemon|engine)", INSTALL_HINT)
+    ),
+    "no-docker-daemon-for-registry": BadInput(
+        "registry", no_docker_daemon, (r"(?i)docker (daemon|engine)", INSTALL_HINT)
     ),
     "compose-missing": BadInput(
         "status(ci)", COMPOSE_MISSING, (r"Compose", r"missing", INSTALL_HINT)
@@ -216,7 +240,15 @@ CASES = {
     "unknown-environment": BadInput("verify(nope)", nothing, (r"verify\(nope\)",)),
     "unknown-stage": BadInput("build(nope)", nothing, (r"build\(nope\)",)),
     "host-port-in-use": BadInput(
-        "up(dev)", host_port_taken, (r"APP_PORT", r"env/\.env\.dev", r"in use")
+        "up(dev)", host_port_taken, (r"APP_PORT", r"env/\.env\.dashtam-dev-bad-input-", r"in use")
+    ),
+    "registry-port-in-use": BadInput(
+        "registry",
+        registry_port_taken,
+        (r"port \d+ on 127\.0\.0\.1", r"in use", REGISTRY_PORT_VARIABLE, r"nox -s registry"),
+    ),
+    "registry-port-not-a-port": BadInput(
+        "registry", registry_port("fivethousand"), (REGISTRY_PORT_VARIABLE, r"'fivethousand'")
     ),
     "airgap-stand-in-missing-for-status": BadInput(
         "status(ci)", stand_in_missing, (re.escape(MISSING_STAND_IN), r"nox -s base-images")
@@ -252,10 +284,13 @@ class Outcome:
         return [line for line in self.run.lines if VERDICT.match(line)]
 
 
-def targeted_project(session: str) -> str | None:
-    """The operator project of the environment a session is pointed at, if any."""
+def targeted_project(session: str, variables: dict[str, str]) -> str | None:
+    """The operator project a session is pointed at, if any (DASHTAM_PROJECT, else the
+    environment's own)."""
     match = re.search(r"\((\w+)\)$", session)
-    return ENVIRONMENTS[match[1]].project if match and match[1] in ENVIRONMENTS else None
+    if not match or match[1] not in ENVIRONMENTS:
+        return None
+    return variables.get(PROJECT_OVERRIDE_VARIABLE) or ENVIRONMENTS[match[1]].project
 
 
 @pytest.fixture(scope="module", params=list(CASES))
@@ -269,7 +304,7 @@ def outcome(
     planted = Planted()
     with planted.hold:
         case.plant(copy, scratch, planted)
-        project = targeted_project(case.session)
+        project = targeted_project(case.session, planted.variables)
         files_before = file_digests(copy)
         docker_before = project_objects(project) if project else {}
         result = run_nox(

@@ -2,9 +2,12 @@
 
 Real containers from the locally built stand-ins (`nox -s base-images`): PostgreSQL and Redis
 start with the upstream image's variables and flags, accept the credentials they were given,
-refuse others and run without root; a venv made on the uv stand-in runs on the Python stand-in;
-the CA bundle the uv build used never reaches a layer. Image references come from
-pipeline.image_sources, the stand-ins' defaults (PGDATA, WORKDIR) from the images themselves.
+refuse others and run without root; the registry serves on registry:3's port, config path
+and data directory without root, and takes REGISTRY_* overrides; a venv made on the uv
+stand-in runs on the Python stand-in; the CA bundle the uv build used never reaches a layer;
+Python and uv have the official images' layout, so the code paths written for upstream run
+here too. Image references come from pipeline.image_sources, the stand-ins' defaults (PGDATA,
+WORKDIR) from the images themselves.
 """
 
 from __future__ import annotations
@@ -21,10 +24,10 @@ from pathlib import Path
 import pytest
 from python_on_whales import Container, DockerException, docker
 
-from pipeline.base_images import VERSION_LABEL, require_stand_ins
+from pipeline.base_images import VERSION_LABEL
 from pipeline.ca_bundle import ca_bundle_path
 from pipeline.errors import PipelineError
-from pipeline.image_sources import BASE_IMAGES, UV_VERSION
+from pipeline.image_sources import BASE_IMAGES, UV_VERSION, missing_stand_ins
 from pipeline.preflight import require_engine
 
 pytestmark = pytest.mark.docker
@@ -34,9 +37,18 @@ POSTGRES_IMAGE = STAND_INS["postgres"].airgap
 REDIS_IMAGE = STAND_INS["redis"].airgap
 PYTHON_IMAGE = STAND_INS["python"].airgap
 UV_IMAGE = STAND_INS["uv"].airgap
+REGISTRY_IMAGE = STAND_INS["registry"].airgap
 
-# The path both Python-bearing stand-ins must share, so a venv moves between them.
-INTERPRETER = "/usr/bin/python3.13"
+# The official images' layout (python:3.13-slim, uv's python3.13-trixie-slim): CPython built
+# into /usr/local, libpython a separate library found through the loader's cache. Written
+# here, not read from the images: a stand-in that drifts from upstream's layout fails.
+INTERPRETER = "/usr/local/bin/python3.13"
+LIBPYTHON = "/usr/local/lib/libpython3.13.so.1.0"
+STDLIB = "/usr/local/lib/python3.13"
+# registry:3's contract (distribution's official image), written here for the same reason.
+REGISTRY_PORT = 5000
+REGISTRY_CONFIG = "/etc/distribution/config.yml"
+REGISTRY_DATA = "/var/lib/registry"
 POSTGRES_USER = "dashtam_test"
 POSTGRES_DB = "dashtam_test_db"
 READY_TIMEOUT_SECONDS = 60
@@ -47,11 +59,15 @@ def stand_ins_built() -> None:
     """Skip (fail in CI) when no engine answers or the stand-ins were never built."""
     try:
         require_engine()
-        require_stand_ins()
     except PipelineError as error:
         if os.environ.get("CI"):
             pytest.fail(f"CI needs the base-image stand-ins: {error}")
         pytest.skip(str(error))
+    missing = missing_stand_ins()
+    if missing and os.environ.get("CI"):
+        pytest.fail(f"CI needs the base-image stand-ins; missing: {', '.join(missing)}")
+    if missing:
+        pytest.skip(f"stand-ins {', '.join(missing)} are not built; run `nox -s base-images`")
 
 
 def unique_name(purpose: str) -> str:
@@ -301,6 +317,139 @@ def test_redis_is_reachable_from_another_container(
     assert found == "PONG", f"redis: PING from another container, expected PONG, found {found!r}"
 
 
+# --- Registry -------------------------------------------------------------------------------
+
+
+def registry_answers(port: int) -> list[str]:
+    """A readiness probe with the wget both registry images have (BusyBox's)."""
+    return ["wget", "-q", "--spider", f"http://127.0.0.1:{port}/v2/"]
+
+
+@pytest.fixture(scope="module")
+def registry_network() -> Iterator[str]:
+    network = docker.network.create(unique_name("registry-net"))
+    try:
+        yield network.name
+    finally:
+        network.remove()
+
+
+@pytest.fixture(scope="module")
+def registry(registry_network: str) -> Iterator[Container]:
+    """A registry stand-in started as `docker run registry:3` starts: no arguments at all."""
+    container = docker.run(
+        REGISTRY_IMAGE,
+        name=unique_name("registry"),
+        detach=True,
+        networks=[registry_network],
+        pull="never",
+    )
+    try:
+        wait_until_ready(container, registry_answers(REGISTRY_PORT), "registry")
+        yield container
+    finally:
+        container.remove(force=True, volumes=True)
+
+
+def test_registry_serves_the_api_on_its_port_as_non_root(registry: Container):
+    found = str(registry.execute(["wget", "-q", "-O-", f"http://127.0.0.1:{REGISTRY_PORT}/v2/"]))
+    uids = process_one_uids(registry)
+    assert found.strip() == "{}", (
+        f"registry: GET :{REGISTRY_PORT}/v2/, expected {{}}, found {found!r}"
+    )
+    assert 0 not in uids, f"registry: server UIDs, expected none to be root (0), found {uids}"
+
+
+def test_registry_stores_uploads_under_its_data_directory(registry: Container):
+    """An upload started over the API lands in REGISTRY_DATA, written by the non-root server."""
+    registry.execute(
+        [
+            "wget",
+            "-q",
+            "-O-",
+            "--post-data",
+            "",
+            f"http://127.0.0.1:{REGISTRY_PORT}/v2/dashtam-probe/blobs/uploads/",
+        ]
+    )
+    repositories = f"{REGISTRY_DATA}/docker/registry/v2/repositories"
+    found = str(registry.execute(["ls", repositories])).split()
+    assert found == ["dashtam-probe"], (
+        f"registry: repositories under {repositories}, expected ['dashtam-probe'], found {found}"
+    )
+
+
+def test_registry_reads_its_config_from_the_upstream_path(tmp_path: Path):
+    """A config copied to REGISTRY_CONFIG moves the server to another port: it was read."""
+    moved_port = REGISTRY_PORT + 2
+    config = tmp_path / "config.yml"
+    config.write_text(
+        "version: 0.1\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {REGISTRY_DATA}\n"
+        f"http:\n  addr: :{moved_port}\n"
+    )
+    config.chmod(0o644)
+    container = docker.container.create(REGISTRY_IMAGE, name=unique_name("registry-config"))
+    try:
+        docker.copy(config, (container, REGISTRY_CONFIG))
+        container.start()
+        wait_until_ready(container, registry_answers(moved_port), "registry (copied config)")
+        with pytest.raises(DockerException):
+            container.execute(registry_answers(REGISTRY_PORT))
+    finally:
+        container.remove(force=True, volumes=True)
+
+
+DELETE_SETTINGS = {
+    # registry:3's config enables deletes: an unknown manifest is simply not found.
+    "upstream-default": ({}, 404),
+    "REGISTRY_STORAGE_DELETE_ENABLED=false": ({"REGISTRY_STORAGE_DELETE_ENABLED": "false"}, 405),
+}
+# DELETE from another container: BusyBox's wget cannot send one.
+DELETE_REQUEST = """
+import sys, urllib.error, urllib.request
+request = urllib.request.Request(sys.argv[1], method="DELETE")
+try:
+    print(urllib.request.urlopen(request, timeout=10).status)
+except urllib.error.HTTPError as error:
+    print(error.code)
+"""
+
+
+@pytest.mark.parametrize("setting", list(DELETE_SETTINGS))
+def test_registry_settings_yield_to_registry_variables(setting: str, registry_network: str):
+    variables, expected = DELETE_SETTINGS[setting]
+    container = docker.run(
+        REGISTRY_IMAGE,
+        name=unique_name("registry-delete"),
+        detach=True,
+        envs=variables,
+        networks=[registry_network],
+        pull="never",
+    )
+    try:
+        wait_until_ready(container, registry_answers(REGISTRY_PORT), f"registry ({setting})")
+        url = (
+            f"http://{container.name}:{REGISTRY_PORT}/v2/dashtam-probe/manifests/sha256:{'0' * 64}"
+        )
+        found = str(
+            docker.run(
+                PYTHON_IMAGE,
+                ["python3", "-c", DELETE_REQUEST, url],
+                networks=[registry_network],
+                name=unique_name("registry-client"),
+                remove=True,
+                pull="never",
+            )
+        ).strip()
+    finally:
+        container.remove(force=True, volumes=True)
+    assert found == str(expected), (
+        f"registry ({setting}): DELETE of an unknown manifest, expected HTTP {expected}, "
+        f"found {found}"
+    )
+
+
 # --- Python and uv --------------------------------------------------------------------------
 
 
@@ -319,6 +468,47 @@ def test_python_commands_run_the_shared_interpreter(reference: str, command: str
     assert found == INTERPRETER, f"{reference}: `{command}`, expected {INTERPRETER}, found {found}"
 
 
+# What the image's loader and interpreter say about the layout, one `key value` per line.
+LAYOUT_PROBE = r"""
+echo "interpreter $(readlink -f "$(command -v python3)")"
+echo "loads $(ldd "$(readlink -f "$(command -v python3)")" | awk '/libpython/ { print $3 }')"
+echo "cached $(ldconfig -p | awk '$1 == "libpython3.13.so.1.0" { print $NF }')"
+python3 - <<'PY'
+import importlib.util, os, sysconfig
+print("stdlib", sysconfig.get_path("stdlib"))
+print("debian-config", os.path.exists("/etc/python3.13"))
+print("sitecustomize", importlib.util.find_spec("sitecustomize") is not None)
+print("pip", importlib.util.find_spec("pip") is not None)
+PY
+"""
+UPSTREAM_LAYOUT = {
+    "interpreter": INTERPRETER,
+    "loads": LIBPYTHON,
+    "cached": LIBPYTHON,
+    "stdlib": STDLIB,
+    "debian-config": "False",
+    "sitecustomize": "False",
+    "pip": "True",
+}
+
+
+@pytest.mark.parametrize("reference", [PYTHON_IMAGE, UV_IMAGE], ids=["python", "uv"])
+def test_python_has_the_official_images_layout(reference: str):
+    output = str(
+        docker.run(
+            reference,
+            ["sh", "-c", LAYOUT_PROBE],
+            name=unique_name("python-layout"),
+            remove=True,
+            pull="never",
+        )
+    )
+    found = dict(line.split(" ", 1) for line in output.strip().splitlines())
+    assert found == UPSTREAM_LAYOUT, (
+        f"{reference}: Python layout, expected upstream's {UPSTREAM_LAYOUT}, found {found}"
+    )
+
+
 def test_uv_is_the_pinned_release_where_upstream_has_it():
     found = str(
         docker.run(
@@ -335,19 +525,26 @@ def test_uv_is_the_pinned_release_where_upstream_has_it():
     )
 
 
-def test_venv_built_on_uv_runs_on_python():
+def test_venv_built_on_uv_points_at_usr_local_and_runs_on_python():
+    """uv picks the image's interpreter by itself, as in upstream, and records its home."""
     shared = docker.volume.create(unique_name("venv"))
     try:
-        docker.run(
-            UV_IMAGE,
-            ["uv", "venv", "--python", INTERPRETER, "/shared/venv"],
-            volumes=[(shared, "/shared")],
-            # Never fetch an interpreter: the point is that the image's own one is used.
-            envs={"UV_PYTHON_DOWNLOADS": "never"},
-            name=unique_name("uv-venv"),
-            remove=True,
-            pull="never",
-        )
+        home = str(
+            docker.run(
+                UV_IMAGE,
+                [
+                    "sh",
+                    "-c",
+                    "uv venv --quiet /shared/venv && grep '^home = ' /shared/venv/pyvenv.cfg",
+                ],
+                volumes=[(shared, "/shared")],
+                # Never fetch an interpreter: the point is that the image's own one is used.
+                envs={"UV_PYTHON_DOWNLOADS": "never"},
+                name=unique_name("uv-venv"),
+                remove=True,
+                pull="never",
+            )
+        ).strip()
         found = str(
             docker.run(
                 PYTHON_IMAGE,
@@ -364,6 +561,9 @@ def test_venv_built_on_uv_runs_on_python():
         ).strip()
     finally:
         shared.remove()
+    assert home == "home = /usr/local/bin", (
+        f"{UV_IMAGE}: pyvenv.cfg of `uv venv`, expected 'home = /usr/local/bin', found {home!r}"
+    )
     expected = f"/shared/venv {INTERPRETER}"
     assert found == expected, (
         f"{PYTHON_IMAGE}: venv from {UV_IMAGE}, expected {expected!r}, found {found!r}"

@@ -95,7 +95,7 @@ def wait_healthy(container: str, timeout: float) -> float | None:
 @pytest.fixture(scope="module")
 def ci_stack(docker_engine) -> Iterator[stacks.Stack]:
     """A fresh ci stack of the current images, as verify(ci) boots it; removed afterwards."""
-    images.build_stages(ENVIRONMENT.stages, progress=False)
+    images.build_stages(ENVIRONMENT.stages, show=False)
     stack = stacks.verify_stack(ENVIRONMENT, run_id=f"reliability-{uuid.uuid4().hex[:6]}")
     try:
         stack.up()
@@ -107,7 +107,8 @@ def ci_stack(docker_engine) -> Iterator[stacks.Stack]:
 @pytest.fixture(scope="module")
 def containers(ci_stack: stacks.Stack) -> dict[str, str]:
     """Service -> container name."""
-    return {service: ci_stack.container(service).name for service in SERVICES}
+    inspected = ci_stack.inspect_containers()
+    return {service: inspected[service]["Name"].lstrip("/") for service in SERVICES}
 
 
 # ---------------------------------------------------------------- a data store goes away
@@ -337,7 +338,9 @@ def failed_migration(
             state["ExitCode"], logs.stdout + logs.stderr, state.get("Health") or {}, answers
         )
     finally:
-        subprocess.run(["docker", "rm", "--force", name], capture_output=True, check=False)
+        subprocess.run(
+            ["docker", "rm", "--force", "--volumes", name], capture_output=True, check=False
+        )
 
 
 def test_failed_migration_exits_non_zero(failed_migration: FailedStart):

@@ -3,9 +3,11 @@ by side, and only a confirmed `make dev-destroy` deletes data.
 
 The steps run in order, each once, as chained module fixtures: dev-up, dev-status, a row in
 PostgreSQL and a key in Redis, dev-down, dev-up again, test-up beside it, dev-destroy refused,
-dev-destroy confirmed. The small tests assert on what each step recorded. The operator env
-files are the templates with free host ports; a user's own env/.env.dev and env/.env.test are
-put back afterwards, and a dashtam-dev or dashtam-test that already exists is never touched.
+dev-destroy confirmed. The small tests assert on what each step recorded. The real Makefile
+targets run under throwaway projects of their own (DASHTAM_PROJECT=dashtam-dev-op-<id>, with
+env files of free host ports), beside whatever the user has on this engine: their own
+dashtam-dev and dashtam-test, up or down, are snapshotted before and after and must be
+unchanged, their data byte for byte.
 """
 
 from __future__ import annotations
@@ -19,20 +21,20 @@ import pytest
 
 from pipeline.environments import ENVIRONMENTS, SERVICES
 from tests.pipeline.conftest import (
+    OperatorProject,
     Run,
     health_of,
-    operator_env_file,
     project_objects,
-    remove_project,
-    require_no_operator_stack,
+    project_snapshot,
     run_make,
     service_containers,
+    throwaway_operator_project,
 )
 
 pytestmark = pytest.mark.docker
 
-DEV = ENVIRONMENTS["dev"].project
-TEST = ENVIRONMENTS["test"].project
+# The user's own stacks: never touched by these tests.
+USERS_OWN = (ENVIRONMENTS["dev"].project, ENVIRONMENTS["test"].project)
 # What the workflow writes, so it can be told from anything else in the stores.
 PROBE_TABLE = "reliability_probe"
 PROBE_KEY = "reliability:probe"
@@ -73,32 +75,40 @@ def assert_make_succeeded(run: Run, what: str) -> None:
 # ---------------------------------------------------------------- the steps
 
 
+@dataclass(frozen=True)
+class Workspace:
+    dev: OperatorProject
+    test: OperatorProject
+    users_own_before: dict[str, dict]
+
+
 @pytest.fixture(scope="module")
-def workspace(docker_engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Operator env files for dev and test; everything the workflow made is gone afterwards."""
-    require_no_operator_stack("dev")
-    require_no_operator_stack("test")
-    backups = tmp_path_factory.mktemp("env-backup")
-    with operator_env_file("dev", backups), operator_env_file("test", backups):
+def workspace(docker_engine) -> Iterator[Workspace]:
+    """Throwaway dev and test projects; everything the workflow made is gone afterwards."""
+    before = {project: project_snapshot(project) for project in USERS_OWN}
+    with throwaway_operator_project("dev") as dev, throwaway_operator_project("test") as test:
         try:
-            yield
+            yield Workspace(dev, test, before)
         finally:
-            run_make("test-down")
-            run_make("dev-down")
-            if project_objects(DEV)["volumes"]:
-                run_make("dev-destroy", f"CONFIRM={DEV}")
-            remove_project(TEST)
-            remove_project(DEV)
+            run_make("test-down", env=test.variables())
+            run_make("dev-down", env=dev.variables())
+            if project_objects(dev.name)["volumes"]:
+                run_make("dev-destroy", f"CONFIRM={dev.name}", env=dev.variables())
+
+
+def make(project: OperatorProject, *arguments: str) -> Run:
+    """A Makefile target run against a throwaway project, as `DASHTAM_PROJECT=… make …`."""
+    return run_make(*arguments, env=project.variables())
 
 
 @pytest.fixture(scope="module")
-def first_up(workspace) -> Run:
-    return run_make("dev-up")
+def first_up(workspace: Workspace) -> Run:
+    return make(workspace.dev, "dev-up")
 
 
 @pytest.fixture(scope="module")
-def status(first_up: Run) -> Run:
-    return run_make("dev-status")
+def status(workspace: Workspace, first_up: Run) -> Run:
+    return make(workspace.dev, "dev-status")
 
 
 @dataclass(frozen=True)
@@ -108,15 +118,16 @@ class Written:
 
 
 @pytest.fixture(scope="module")
-def written(first_up: Run) -> Written:
+def written(workspace: Workspace, first_up: Run) -> Written:
     assert_make_succeeded(first_up, "dev-up")
+    dev = workspace.dev.name
     row, key_value = f"row-{uuid.uuid4().hex[:8]}", f"value-{uuid.uuid4().hex[:8]}"
     # A fixed table name and a generated value: nothing to inject.
     statements = (
         f"CREATE TABLE {PROBE_TABLE} (note text); INSERT INTO {PROBE_TABLE} VALUES ('{row}')"  # noqa: S608
     )
-    exec_in(DEV, "postgres", f'{PSQL} "{statements}"')
-    exec_in(DEV, "redis", f"redis-cli SET {PROBE_KEY} {key_value}")
+    exec_in(dev, "postgres", f'{PSQL} "{statements}"')
+    exec_in(dev, "redis", f"redis-cli SET {PROBE_KEY} {key_value}")
     return Written(row, key_value)
 
 
@@ -131,14 +142,15 @@ class Restart:
 
 
 @pytest.fixture(scope="module")
-def restart(written: Written) -> Restart:
-    volumes_before = project_objects(DEV)["volumes"]
-    down = run_make("dev-down")
-    objects_after_down = project_objects(DEV)
-    up_again = run_make("dev-up")
+def restart(workspace: Workspace, written: Written) -> Restart:
+    dev = workspace.dev.name
+    volumes_before = project_objects(dev)["volumes"]
+    down = make(workspace.dev, "dev-down")
+    objects_after_down = project_objects(dev)
+    up_again = make(workspace.dev, "dev-up")
     assert_make_succeeded(up_again, "dev-up (again)")
-    rows = exec_in(DEV, "postgres", f'{PSQL} "SELECT note FROM {PROBE_TABLE}"')  # noqa: S608
-    key_value = exec_in(DEV, "redis", f"redis-cli GET {PROBE_KEY}")
+    rows = exec_in(dev, "postgres", f'{PSQL} "SELECT note FROM {PROBE_TABLE}"')  # noqa: S608
+    key_value = exec_in(dev, "redis", f"redis-cli GET {PROBE_KEY}")
     return Restart(down, volumes_before, objects_after_down, up_again, rows, key_value)
 
 
@@ -151,11 +163,12 @@ class SideBySide:
 
 
 @pytest.fixture(scope="module")
-def side_by_side(restart: Restart) -> SideBySide:
-    test_up = run_make("test-up")
-    found = {DEV: healths(DEV), TEST: healths(TEST)}
-    test_down = run_make("test-down")
-    return SideBySide(test_up, found, test_down, project_objects(TEST))
+def side_by_side(workspace: Workspace, restart: Restart) -> SideBySide:
+    dev, test = workspace.dev.name, workspace.test.name
+    test_up = make(workspace.test, "test-up")
+    found = {"dev": healths(dev), "test": healths(test)}
+    test_down = make(workspace.test, "test-down")
+    return SideBySide(test_up, found, test_down, project_objects(test))
 
 
 @dataclass
@@ -166,24 +179,29 @@ class Destroy:
 
 
 @pytest.fixture(scope="module")
-def destroy_refused(restart: Restart) -> Destroy:
+def destroy_refused(workspace: Workspace, restart: Restart) -> Destroy:
     """`make dev-destroy` with no CONFIRM and no terminal to answer the question."""
-    before = project_objects(DEV)
-    return Destroy(run_make("dev-destroy"), before, project_objects(DEV))
+    dev = workspace.dev.name
+    before = project_objects(dev)
+    return Destroy(make(workspace.dev, "dev-destroy"), before, project_objects(dev))
 
 
 @pytest.fixture(scope="module")
-def destroy_confirmed(destroy_refused: Destroy, side_by_side: SideBySide) -> Destroy:
-    before = project_objects(DEV)
-    return Destroy(run_make("dev-destroy", f"CONFIRM={DEV}"), before, project_objects(DEV))
+def destroy_confirmed(
+    workspace: Workspace, destroy_refused: Destroy, side_by_side: SideBySide
+) -> Destroy:
+    dev = workspace.dev.name
+    before = project_objects(dev)
+    run = make(workspace.dev, "dev-destroy", f"CONFIRM={dev}")
+    return Destroy(run, before, project_objects(dev))
 
 
 # ---------------------------------------------------------------- up, status
 
 
-def test_make_dev_up_starts_every_service_healthy(first_up: Run):
+def test_make_dev_up_starts_every_service_healthy(workspace: Workspace, first_up: Run):
     assert_make_succeeded(first_up, "dev-up")
-    found = healths(DEV)
+    found = healths(workspace.dev.name)
     assert sorted(found) == sorted(SERVICES) and set(found.values()) == {"healthy"}, (
         f"[dev] health after `make dev-up`: expected every service healthy, found {found}"
     )
@@ -251,11 +269,14 @@ def test_make_test_up_succeeds_while_dev_is_up(side_by_side: SideBySide):
     assert_make_succeeded(side_by_side.test_up, "test-up")
 
 
-@pytest.mark.parametrize("project", [DEV, TEST])
-def test_dev_and_test_stacks_are_healthy_side_by_side(side_by_side: SideBySide, project: str):
-    found = side_by_side.healths[project]
+@pytest.mark.parametrize("environment_name", ["dev", "test"])
+def test_dev_and_test_stacks_are_healthy_side_by_side(
+    side_by_side: SideBySide, environment_name: str
+):
+    found = side_by_side.healths[environment_name]
     assert sorted(found) == sorted(SERVICES) and set(found.values()) == {"healthy"}, (
-        f"[{project}] health with both stacks up: expected every service healthy, found {found}"
+        f"[{environment_name}] health with both stacks up: expected every service healthy, "
+        f"found {found}"
     )
 
 
@@ -291,25 +312,46 @@ def test_dev_destroy_without_confirmation_deletes_nothing(destroy_refused: Destr
     )
 
 
-def test_dev_destroy_confirmed_succeeds(destroy_confirmed: Destroy):
-    assert_make_succeeded(destroy_confirmed.run, f"dev-destroy CONFIRM={DEV}")
+def test_dev_destroy_confirmed_succeeds(workspace: Workspace, destroy_confirmed: Destroy):
+    assert_make_succeeded(destroy_confirmed.run, f"dev-destroy CONFIRM={workspace.dev.name}")
 
 
-def test_dev_destroy_confirmed_warns_before_deleting(destroy_confirmed: Destroy):
+def test_dev_destroy_confirmed_warns_before_deleting(
+    workspace: Workspace, destroy_confirmed: Destroy
+):
+    dev = workspace.dev.name
     lines = destroy_confirmed.run.lines
     warning = next(
-        (number for number, line in enumerate(lines) if "WARNING" in line and DEV in line), None
+        (number for number, line in enumerate(lines) if "WARNING" in line and dev in line), None
     )
-    down = next((number for number, line in enumerate(lines) if f"{DEV} is down" in line), None)
+    down = next((number for number, line in enumerate(lines) if f"{dev} is down" in line), None)
     assert warning is not None and (down is None or warning < down), (
-        f"`make dev-destroy CONFIRM={DEV}`: expected a WARNING line naming {DEV} "
+        f"`make dev-destroy CONFIRM={dev}`: expected a WARNING line naming {dev} "
         "before it is down, found:\n" + "\n".join(lines[-20:])
     )
 
 
-def test_dev_destroy_confirmed_deletes_the_data_volumes(destroy_confirmed: Destroy):
+def test_dev_destroy_confirmed_deletes_the_data_volumes(
+    workspace: Workspace, destroy_confirmed: Destroy
+):
     assert destroy_confirmed.before["volumes"] and not destroy_confirmed.after["volumes"], (
-        f"[dev] volumes across `make dev-destroy CONFIRM={DEV}`: "
+        f"[dev] volumes across `make dev-destroy CONFIRM={workspace.dev.name}`: "
         f"expected {destroy_confirmed.before['volumes']} deleted, "
         f"found {destroy_confirmed.after['volumes']} left"
+    )
+
+
+# ---------------------------------------------------------------- the user's own stacks
+
+
+@pytest.mark.parametrize("project", USERS_OWN)
+def test_the_users_own_stack_and_data_are_untouched(
+    workspace: Workspace, destroy_confirmed: Destroy, project: str
+):
+    """After the whole workflow (destroy included): the same containers, started at the
+    same moment, and the same volumes, their data byte for byte where no container runs."""
+    after = project_snapshot(project)
+    assert after == workspace.users_own_before[project], (
+        f"[{project}] the user's own stack across the operator tests: expected "
+        f"{workspace.users_own_before[project]}, found {after}"
     )

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from pipeline.environments import ENVIRONMENTS, SERVICES
+from pipeline.environments import SERVICES
 from tests.pipeline.conftest import (
     TRACEBACK,
     Run,
@@ -30,13 +30,12 @@ from tests.pipeline.conftest import (
     health_of,
     leftovers,
     nox_command,
-    operator_env_file,
     project_objects,
     remove_project,
-    require_no_operator_stack,
     run,
     run_nox,
     service_containers,
+    throwaway_operator_project,
 )
 
 pytestmark = pytest.mark.docker
@@ -230,12 +229,12 @@ class DevStackSnapshot:
     volumes: list[str]
 
 
-def snapshot_dev_stack() -> DevStackSnapshot:
-    containers = service_containers(ENVIRONMENTS["dev"].project)
+def snapshot_dev_stack(project: str) -> DevStackSnapshot:
+    containers = service_containers(project)
     return DevStackSnapshot(
         {service: details["Id"] for service, details in containers.items()},
         {service: health_of(details) for service, details in containers.items()},
-        project_objects(ENVIRONMENTS["dev"].project)["volumes"],
+        project_objects(project)["volumes"],
     )
 
 
@@ -247,29 +246,26 @@ class BesideDevStack:
 
 
 @pytest.fixture(scope="module")
-def verify_beside_dev_stack(
-    docker_engine, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[BesideDevStack]:
-    """A user's dev stack (`nox -s up(dev)`, their env file set aside), then a verify(dev) run."""
-    require_no_operator_stack("dev")
-    project = ENVIRONMENTS["dev"].project
-    with operator_env_file("dev", tmp_path_factory.mktemp("env-backup")):
+def verify_beside_dev_stack(docker_engine) -> Iterator[BesideDevStack]:
+    """An operator's dev stack (`nox -s up(dev)` under a throwaway project of its own, beside
+    whatever the user has), then a verify(dev) run."""
+    with throwaway_operator_project("dev") as dev:
         try:
-            up = run_nox("-s", "up(dev)")
+            up = run_nox("-s", "up(dev)", env=dev.variables())
             assert up.returncode == 0, f"`nox -s up(dev)` failed:\n{up.tail()}"
-            before = snapshot_dev_stack()
+            before = snapshot_dev_stack(dev.name)
             verify_run = run_nox("-s", "verify(dev)")
-            yield BesideDevStack(before, verify_run, snapshot_dev_stack())
+            yield BesideDevStack(before, verify_run, snapshot_dev_stack(dev.name))
             remove_project(verify_run.project)
         finally:
-            run_nox("-s", "down(dev)", "--", "--volumes")
-            remove_project(project)
+            run_nox("-s", "down(dev)", "--", "--volumes", env=dev.variables())
 
 
 def test_verify_dev_passes_beside_a_running_dev_stack(verify_beside_dev_stack: BesideDevStack):
     run = verify_beside_dev_stack.verify_run
     assert run.returncode == 0, (
-        f"verify(dev) beside dashtam-dev: expected exit 0, found {run.returncode}:\n{run.tail()}"
+        f"verify(dev) beside an operator's dev stack: expected exit 0, "
+        f"found {run.returncode}:\n{run.tail()}"
     )
 
 
@@ -282,7 +278,7 @@ def test_verify_dev_leaves_nothing_beside_a_running_dev_stack(
 def test_dev_stack_keeps_its_containers_through_verify_dev(verify_beside_dev_stack: BesideDevStack):
     before, after = verify_beside_dev_stack.before, verify_beside_dev_stack.after
     assert after.containers == before.containers, (
-        f"dashtam-dev container IDs across verify(dev): expected {before.containers}, "
+        f"the dev stack's container IDs across verify(dev): expected {before.containers}, "
         f"found {after.containers}"
     )
 
@@ -290,12 +286,13 @@ def test_dev_stack_keeps_its_containers_through_verify_dev(verify_beside_dev_sta
 def test_dev_stack_stays_healthy_through_verify_dev(verify_beside_dev_stack: BesideDevStack):
     after = verify_beside_dev_stack.after.health
     assert set(after) == set(SERVICES) and set(after.values()) == {"healthy"}, (
-        f"dashtam-dev health after verify(dev): expected every service healthy, found {after}"
+        f"the dev stack's health after verify(dev): expected every service healthy, found {after}"
     )
 
 
 def test_dev_stack_keeps_its_volumes_through_verify_dev(verify_beside_dev_stack: BesideDevStack):
     before, after = verify_beside_dev_stack.before, verify_beside_dev_stack.after
     assert before.volumes and after.volumes == before.volumes, (
-        f"dashtam-dev volumes across verify(dev): expected {before.volumes}, found {after.volumes}"
+        f"the dev stack's volumes across verify(dev): expected {before.volumes}, "
+        f"found {after.volumes}"
     )

@@ -51,9 +51,14 @@ class FakeCodeStore:
         self.entries: dict[str, tuple[str, int | None]] = {}
         self.failure: Exception | None = None
 
-    async def set(self, name: str, value: str, ex: int | None = None) -> bool:
+    async def set(
+        self, name: str, value: str, ex: int | None = None, nx: bool = False
+    ) -> bool | None:
+        """Like redis-py: True when stored, None when NX finds the key already there."""
         if self.failure is not None:
             raise self.failure
+        if nx and name in self.entries:
+            return None
         self.entries[name] = (value, ex)
         return True
 

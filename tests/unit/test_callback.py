@@ -1,4 +1,4 @@
-"""The OAuth callback receiver: validation, storage with the TTL, and Redis outages."""
+"""The OAuth callback receiver: validation, storage with the TTL, single use, Redis outages."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from fastapi.testclient import TestClient
 from src import __version__
 from src.callback import (
     CODE_MAX_LENGTH,
+    ERROR_MAX_LENGTH,
+    QUERY_MAX_BYTES,
     STATE_MAX_LENGTH,
     RedactCodeInAccessLog,
     callback_key,
@@ -66,6 +68,14 @@ def test_the_ttl_comes_from_oauth_code_ttl_seconds(
         ({"code": "c", "state": "a/b"}, "'state' may only contain letters, digits and - _ . ~"),
         ({"code": "c", "state": "<script>"}, "'state' may only contain"),
         ({"error": "access_denied", "state": "s"}, "did not authorize the request"),
+        (
+            {"error": "e" * (ERROR_MAX_LENGTH + 1), "state": "s"},
+            f"'error' is longer than {ERROR_MAX_LENGTH} characters",
+        ),
+        (
+            {"code": "c", "state": "s", "error": "e" * (ERROR_MAX_LENGTH + 1)},
+            f"'error' is longer than {ERROR_MAX_LENGTH} characters",
+        ),
     ],
     ids=[
         "code is missing",
@@ -78,6 +88,8 @@ def test_the_ttl_comes_from_oauth_code_ttl_seconds(
         "state has a slash",
         "state has markup",
         "the provider reports an error",
+        "error is oversized",
+        "error is oversized beside a code",
     ],
 )
 def test_a_bad_callback_is_rejected_with_a_clear_message(
@@ -92,6 +104,64 @@ def test_a_bad_callback_is_rejected_with_a_clear_message(
 def test_the_longest_allowed_code_and_state_are_accepted(callback_client: TestClient) -> None:
     params = {"code": "c" * CODE_MAX_LENGTH, "state": "Az09_-.~" * (STATE_MAX_LENGTH // 8)}
     assert callback_client.get("/oauth/callback", params=params).status_code == 200
+
+
+def test_the_error_bound_echoes_the_longest_allowed_error_and_refuses_one_more(
+    callback_client: TestClient,
+) -> None:
+    longest = "e" * ERROR_MAX_LENGTH
+    response = callback_client.get("/oauth/callback", params={"error": longest, "state": "s"})
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"] == (
+        f"the provider did not authorize the request: error={longest}"
+    )
+    response = callback_client.get("/oauth/callback", params={"error": longest + "e", "state": "s"})
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"] == (
+        f"query parameter 'error' is longer than {ERROR_MAX_LENGTH} characters"
+    )
+
+
+def query_of_length(length: int) -> str:
+    """A valid callback query padded to `length` bytes with a parameter nobody reads."""
+    query = "code=c&state=s&error_description="
+    return query + "x" * (length - len(query))
+
+
+def test_a_query_string_over_the_bound_is_refused_at_the_first_byte_too_many(
+    callback_client: TestClient, code_store: FakeCodeStore
+) -> None:
+    longest = callback_client.get(f"/oauth/callback?{query_of_length(QUERY_MAX_BYTES)}")
+    assert longest.status_code == 200, longest.text
+    code_store.entries.clear()
+    response = callback_client.get(f"/oauth/callback?{query_of_length(QUERY_MAX_BYTES + 1)}")
+    assert response.status_code == 414, response.text
+    assert response.json() == {"detail": f"the query string is longer than {QUERY_MAX_BYTES} bytes"}
+    assert code_store.entries == {}
+
+
+def test_a_state_keeps_its_first_code_and_a_second_delivery_gets_409(
+    callback_client: TestClient, code_store: FakeCodeStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = callback_client.get("/oauth/callback", params={"code": "first-code", "state": "s-1"})
+    assert first.status_code == 200, first.text
+    with caplog.at_level(logging.WARNING, logger="src.callback"):
+        second = callback_client.get(
+            "/oauth/callback", params={"code": "second-code", "state": "s-1"}
+        )
+    assert second.status_code == 409, second.text
+    assert second.headers["content-type"].startswith("text/html")
+    assert "This authorization was already received" in second.text
+    assert "Start the sign-in again" in second.text
+    assert second.headers["cache-control"] == "no-store"
+    assert second.headers["referrer-policy"] == "no-referrer"
+    ttl = get_shared_settings().OAUTH_CODE_TTL_SECONDS
+    assert code_store.entries == {"oauth:callback:s-1": ("first-code", ttl)}
+    warnings = [record.getMessage() for record in caplog.records if record.name == "src.callback"]
+    assert len(warnings) == 1, warnings
+    assert "state s-1 already holds an authorization code" in warnings[0]
+    logged = [record.getMessage() for record in caplog.records]
+    assert not [line for line in logged if "first-code" in line or "second-code" in line]
 
 
 def test_the_callback_needs_no_database_credentials(

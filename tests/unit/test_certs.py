@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import ipaddress
 import os
@@ -126,3 +127,40 @@ def test_a_key_from_another_pair_is_not_good(tmp_path: Path) -> None:
     (tmp_path / "tls.crt").write_bytes(cert_pem)
     (tmp_path / "tls.key").write_bytes(other_key_pem)
     assert not certs.pair_is_good(tmp_path / "tls.crt", tmp_path / "tls.key")
+
+
+def test_pairs_written_at_once_always_belong_together(tmp_path: Path) -> None:
+    """Several runs creating the pair at the same moment end with one matching pair."""
+    directory = tmp_path / "dev"
+    with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
+        futures = [
+            pool.submit(certs.ensure_dev_certs, directory, uid=OWNER_UID, gid=OWNER_GID)
+            for _ in range(6)
+        ]
+        results = {future.result() for future in futures}
+    assert len(results) == 1, (
+        f"ensure_dev_certs from six threads: expected one pair, found {results}"
+    )
+    cert_path, key_path = results.pop()
+    assert certs.pair_is_good(cert_path, key_path), (
+        "the pair left behind: key and certificate differ"
+    )
+    leftovers = sorted(p.name for p in directory.iterdir() if p.name not in ("tls.crt", "tls.key"))
+    assert not leftovers, f"{directory}: expected only the pair, found also {leftovers}"
+
+
+def test_a_temporary_file_is_never_shared(tmp_path: Path, monkeypatch) -> None:
+    """Each write goes through a temporary file of its own name, removed when it fails."""
+    names: list[str] = []
+    real_replace = Path.replace
+
+    def spy(self: Path, target):
+        names.append(self.name)
+        return real_replace(self, target)
+
+    monkeypatch.setattr(Path, "replace", spy)
+    for _ in range(2):
+        certs.write_file(tmp_path / "tls.key", b"key", 0o640, OWNER_UID, OWNER_GID)
+    assert len(set(names)) == 2 and all(name.startswith(".tls.key.") for name in names), (
+        f"temporary names of two writes: expected two distinct .tls.key.* names, found {names}"
+    )

@@ -15,16 +15,11 @@ from src.settings import get_settings
 pytestmark = pytest.mark.usefixtures("settings_environment")
 
 
-def option(argv: list[str], name: str) -> str | None:
-    """The value after `name` in argv, or None when the option is absent."""
-    return argv[argv.index(name) + 1] if name in argv else None
-
-
 @pytest.fixture
-def exec_calls(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """Records what the entrypoint would exec instead of replacing the test process."""
-    calls: list[list[str]] = []
-    monkeypatch.setattr(entrypoint.os, "execvp", lambda file, argv: calls.append(list(argv)))
+def exec_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """Records what the entrypoint would serve instead of starting a server."""
+    calls: list[dict] = []
+    monkeypatch.setattr(entrypoint, "serve", calls.append)
     return calls
 
 
@@ -56,32 +51,42 @@ def tls_files(settings_environment, tmp_path: Path) -> tuple[Path, Path]:
     ids=["app serves src.main on 8000", "callback serves src.callback on 8182"],
 )
 def test_uvicorn_serves_the_service_on_its_port(service: str, application: str, port: int) -> None:
-    argv = entrypoint.uvicorn_argv(service, get_settings(), reload=False, python="python")
-    assert argv[:4] == ["python", "-m", "uvicorn", application]
-    assert option(argv, "--port") == str(port)
-    assert option(argv, "--host") == entrypoint.LISTEN_HOST
-    assert "--proxy-headers" in argv
-    assert option(argv, "--timeout-graceful-shutdown") == "5"
+    options = entrypoint.uvicorn_options(service, get_settings(), reload=False)
+    assert options["app"] == application
+    assert options["port"] == port
+    assert options["host"] == entrypoint.LISTEN_HOST
+    assert options["proxy_headers"] is True
+    assert options["timeout_graceful_shutdown"] == 5
 
 
 def test_uvicorn_serves_plain_http_when_no_tls_files_are_set() -> None:
-    argv = entrypoint.uvicorn_argv("app", get_settings(), reload=False)
-    assert "--ssl-certfile" not in argv
-    assert "--ssl-keyfile" not in argv
+    options = entrypoint.uvicorn_options("app", get_settings(), reload=False)
+    assert "ssl_certfile" not in options
+    assert "ssl_keyfile" not in options
 
 
 def test_uvicorn_serves_https_with_the_configured_tls_files(tls_files) -> None:
     cert, key = tls_files
-    argv = entrypoint.uvicorn_argv("callback", get_settings(), reload=False)
-    assert option(argv, "--ssl-certfile") == str(cert)
-    assert option(argv, "--ssl-keyfile") == str(key)
+    options = entrypoint.uvicorn_options("callback", get_settings(), reload=False)
+    assert options["ssl_certfile"] == str(cert)
+    assert options["ssl_keyfile"] == str(key)
 
 
 @pytest.mark.parametrize("reload", [True, False], ids=["with --reload", "without --reload"])
 def test_uvicorn_watches_only_the_source_folder_when_reloading(reload: bool) -> None:
-    argv = entrypoint.uvicorn_argv("app", get_settings(), reload=reload)
-    assert ("--reload" in argv) is reload
-    assert option(argv, "--reload-dir") == (str(entrypoint.SOURCE_DIR) if reload else None)
+    options = entrypoint.uvicorn_options("app", get_settings(), reload=reload)
+    assert options.get("reload", False) is reload
+    assert options.get("reload_dirs") == ([str(entrypoint.SOURCE_DIR)] if reload else None)
+
+
+def test_every_option_is_one_uvicorn_run_takes() -> None:
+    import inspect
+
+    import uvicorn
+
+    accepted = set(inspect.signature(uvicorn.run).parameters)
+    options = entrypoint.uvicorn_options("app", get_settings(), reload=True)
+    assert set(options) <= accepted, f"not uvicorn.run arguments: {set(options) - accepted}"
 
 
 def test_the_alembic_config_sits_next_to_the_package() -> None:
@@ -89,16 +94,16 @@ def test_the_alembic_config_sits_next_to_the_package() -> None:
     assert (entrypoint.PROJECT_ROOT / "alembic" / "env.py").is_file()
 
 
-def test_app_migrates_to_head_and_then_execs_uvicorn(exec_calls, upgrades) -> None:
-    assert entrypoint.main(["app"]) == 1  # only returns because execvp is a recorder here
+def test_app_migrates_to_head_and_then_serves(exec_calls, upgrades) -> None:
+    assert entrypoint.main(["app"]) == 0
     assert upgrades == [(str(entrypoint.ALEMBIC_INI), "head")]
-    assert exec_calls == [entrypoint.uvicorn_argv("app", get_settings(), reload=False)]
+    assert exec_calls == [entrypoint.uvicorn_options("app", get_settings(), reload=False)]
 
 
 def test_callback_starts_without_migrating(exec_calls, upgrades) -> None:
     entrypoint.main(["callback", "--reload"])
     assert upgrades == []
-    assert exec_calls == [entrypoint.uvicorn_argv("callback", get_settings(), reload=True)]
+    assert exec_calls == [entrypoint.uvicorn_options("callback", get_settings(), reload=True)]
 
 
 def test_a_failed_migration_prints_one_line_and_exits_1(
@@ -161,6 +166,69 @@ def test_the_callback_starts_without_database_credentials(settings_environment, 
         settings_environment.delenv(name)
     entrypoint.main(["callback"])
     assert len(exec_calls) == 1
+
+
+def test_the_app_reads_its_database_password_from_a_secret_file(
+    settings_environment, tmp_path: Path, exec_calls, upgrades
+) -> None:
+    secret = tmp_path / "postgres_password"
+    secret.write_text("from-the-secret-file\n")
+    settings_environment.delenv("POSTGRES_PASSWORD")
+    settings_environment.setenv("POSTGRES_PASSWORD_FILE", str(secret))
+    assert entrypoint.main(["app"]) == 0
+    assert get_settings().POSTGRES_PASSWORD.get_secret_value() == "from-the-secret-file"
+    assert len(upgrades) == 1
+    assert len(exec_calls) == 1
+
+
+def test_an_unreadable_secret_file_is_named_in_one_line(
+    settings_environment,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    exec_calls,
+    upgrades,
+) -> None:
+    absent = tmp_path / "postgres_password"
+    settings_environment.delenv("POSTGRES_PASSWORD")
+    settings_environment.setenv("POSTGRES_PASSWORD_FILE", str(absent))
+    assert entrypoint.main(["app"]) == 1
+    stderr = capsys.readouterr().err
+    assert stderr.count("\n") == 1, stderr
+    assert stderr.startswith(
+        f"dashtam: invalid settings: POSTGRES_PASSWORD_FILE={absent} cannot be read "
+        "(No such file or directory)"
+    )
+    assert "Traceback" not in stderr
+    assert upgrades == []
+    assert exec_calls == []
+
+
+@pytest.mark.parametrize(
+    ("service", "name"),
+    [("app", "POSTGRES_PASSWORD"), ("callback", "REDIS_PASSWORD")],
+    ids=["app with POSTGRES_PASSWORD", "callback with REDIS_PASSWORD"],
+)
+def test_a_secret_set_both_ways_stops_the_service_in_one_line_without_either_value(
+    settings_environment,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    exec_calls,
+    upgrades,
+    service: str,
+    name: str,
+) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("secret-from-the-file-7f3a\n")
+    settings_environment.setenv(name, "secret-from-the-environment-91c2")
+    settings_environment.setenv(f"{name}_FILE", str(secret))
+    assert entrypoint.main([service]) == 1
+    stderr = capsys.readouterr().err
+    assert stderr.count("\n") == 1, stderr
+    assert f"dashtam: invalid settings: set {name} or {name}_FILE, not both" in stderr
+    assert "secret-from-the-file-7f3a" not in stderr
+    assert "secret-from-the-environment-91c2" not in stderr
+    assert upgrades == []
+    assert exec_calls == []
 
 
 def test_a_missing_tls_file_is_named_before_uvicorn_starts(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -97,3 +99,70 @@ def test_the_healthcheck_imports_no_web_framework() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+class _Answer(threading.Thread):
+    """A one-shot server on 127.0.0.1 that answers the first request with `reply` (or, with
+    tls, completes a TLS handshake with a fresh self-signed certificate first)."""
+
+    def __init__(self, reply: bytes, tls_files: tuple[str, str] | None = None) -> None:
+        super().__init__(daemon=True)
+        self.reply = reply
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.request = b""
+        self.tls_files = tls_files
+        self.start()
+
+    def run(self) -> None:
+        connection, _ = self.listener.accept()
+        if self.tls_files:
+            import ssl
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls_files)
+            connection = context.wrap_socket(connection, server_side=True)
+        with connection:
+            self.request = connection.recv(1024)
+            connection.sendall(self.reply)
+
+
+@pytest.mark.parametrize(
+    ("reply", "status"),
+    [
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", 200),
+        (b"HTTP/1.1 503 Service Unavailable\r\n\r\n", 503),
+    ],
+    ids=["200", "503"],
+)
+def test_the_probe_reads_the_status_a_real_server_answers(reply: bytes, status: int) -> None:
+    server = _Answer(reply)
+    assert healthcheck.fetch_status(f"http://127.0.0.1:{server.port}/health") == status
+    server.join(5)
+    assert server.request.startswith(b"GET /health HTTP/1.1\r\n"), server.request
+
+
+def test_the_probe_speaks_tls_to_a_server_with_a_self_signed_certificate(tmp_path) -> None:
+    from pipeline.certs import generate_pair
+
+    certificate, key = generate_pair()
+    (tmp_path / "tls.crt").write_bytes(certificate)
+    (tmp_path / "tls.key").write_bytes(key)
+    server = _Answer(
+        b"HTTP/1.1 200 OK\r\n\r\n", (str(tmp_path / "tls.crt"), str(tmp_path / "tls.key"))
+    )
+    assert healthcheck.fetch_status(f"https://127.0.0.1:{server.port}/health") == 200
+
+
+def test_something_that_is_not_http_is_unhealthy(capsys: pytest.CaptureFixture[str]) -> None:
+    server = _Answer(b"SSH-2.0-OpenSSH\r\n")
+    with pytest.raises(ValueError, match="not an HTTP answer"):
+        healthcheck.fetch_status(f"http://127.0.0.1:{server.port}/health")
+
+
+def test_the_plain_http_probe_does_not_load_tls() -> None:
+    probe = "import sys, src.healthcheck; print('ssl' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False", "importing the probe loaded ssl"

@@ -1,69 +1,144 @@
-"""Reading containers: the facts script and its parser, the /proc parsers (no Docker)."""
+"""The host side of reading containers (pipeline/inspection.py), where it needs no Docker:
+the `docker run` of the inspector, the inspector image's name, and reading its answers.
+"""
 
 from __future__ import annotations
 
+import re
 import subprocess
+from pathlib import Path
 
-from pipeline.inspection import (
-    Fact,
-    facts_script,
-    parse_listening_ports,
-    parse_processes,
-    split_facts,
-)
-from tests.infra.helpers import parse_fetched
+import pytest
 
+from pipeline import engine, image_sources, inspection
 
-def run_in_sh(script: str) -> str:
-    return subprocess.run(["sh", "-c", script], capture_output=True, text=True).stdout
+CONTAINER = "9c1e5c0b3a7f"
+IMAGE = "dashtam/inspector:0123456789ab"
 
 
-def test_each_section_keeps_its_own_output_and_exit_code():
-    script = facts_script({"two": "echo one; echo two", "fails": "echo partial; false"})
-    assert split_facts(run_in_sh(script)) == {
-        "two": Fact(0, "one\ntwo\n"),
-        "fails": Fact(1, "partial\n"),
-    }
+def command(options: list[str] | None = None) -> list[str]:
+    return inspection.inspector_command(CONTAINER, IMAGE, options or ["--files"])
 
 
-def test_output_without_a_final_newline_is_not_lost():
-    facts = split_facts(run_in_sh(facts_script({"bare": "printf 999", "next": "echo x"})))
-    assert facts == {"bare": Fact(0, "999\n"), "next": Fact(0, "x\n")}
+def option(words: list[str], name: str) -> list[str]:
+    """Every value given to `name` in a command line."""
+    return [words[index + 1] for index, word in enumerate(words[:-1]) if word == name]
 
 
-def test_a_section_with_no_output_is_still_reported():
-    assert split_facts(run_in_sh(facts_script({"quiet": ":"}))) == {"quiet": Fact(0, "")}
+def test_the_inspector_joins_the_container_s_pid_and_network_namespaces():
+    words = command()
+    found = (option(words, "--pid"), option(words, "--network"))
+    expected = ([f"container:{CONTAINER}"], [f"container:{CONTAINER}"])
+    assert found == expected, f"expected --pid and --network container:<id>, found {found}"
 
 
-def test_listening_ports_are_the_listen_state_rows_except_dockers_dns():
-    table = (
-        "  sl  local_address rem_address   st\n"
-        "   0: 00000000:1F40 00000000:0000 0A\n"  # 8000, LISTEN
-        "   1: 0B00007F:A1B2 00000000:0000 0A\n"  # 127.0.0.11: Docker's DNS
-        "   2: 0100007F:1F40 0100007F:C350 01\n"  # an established connection
+def test_the_inspector_adds_only_sys_ptrace_and_runs_read_only_and_removed():
+    words = command()
+    assert option(words, "--cap-add") == ["SYS_PTRACE"], (
+        f"expected SYS_PTRACE as the one capability added, found {option(words, '--cap-add')}"
     )
-    assert parse_listening_ports(table) == {8000}
+    for flag in ("--read-only", "--rm"):
+        assert flag in words, f"expected {flag} in the inspector's docker run, found {words}"
+    for flag in ("--privileged", "--cap-add=ALL", "--security-opt"):
+        assert not any(word.startswith(flag) for word in words), f"expected no {flag}: {words}"
 
 
-def test_process_lines_become_processes():
-    processes = parse_processes("1 1000 1000 python\n27 999 999 postgres: checkpointer\n")
-    assert [(p.pid, p.uid, p.name) for p in processes] == [
-        (1, 1000, "python"),
-        (27, 999, "postgres: checkpointer"),
-    ]
+def test_the_image_and_then_the_options_end_the_command():
+    words = command(["--files", "--redis"])
+    assert words[:2] == ["docker", "run"], f"expected a docker run, found {words[:2]}"
+    assert words[-3:] == [IMAGE, "--files", "--redis"], (
+        f"expected the image followed by the inspector's options last, found {words[-3:]}"
+    )
 
 
-def test_runc_starting_an_exec_is_the_engine_not_the_service():
-    # Caught by a ci run: a healthcheck exec, mid-start, listed as root.
-    listing = "1 1000 1000 python\n44 0 0 runc:[2:INIT]\n45 0 0 runc:[1:CHILD]\n"
-    assert [p.pid for p in parse_processes(listing)] == [1]
-    # A root process with any other name still counts.
-    assert [p.uid for p in parse_processes("1 1000 1000 python\n9 0 0 sh\n")] == [1000, 0]
-
-
-def test_fetched_lines_map_each_url_to_status_and_body():
-    output = '["http://app:8000/health", 200, "{}"]\n["http://callback:8182/health", 0, "x"]\n'
-    assert parse_fetched(output) == {
-        "http://app:8000/health": (200, "{}"),
-        "http://callback:8182/health": (0, "x"),
+@pytest.fixture
+def inspector_inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """The inspector's Dockerfile, its program and the Python image's ID, all changeable."""
+    inputs = {
+        "dockerfile": tmp_path / "Dockerfile",
+        "source": tmp_path / "inspector.py",
+        "python_id": "sha256:1111",
     }
+    inputs["dockerfile"].write_text("FROM ${PYTHON_IMAGE}\nCOPY pipeline/inspector.py /\n")
+    inputs["source"].write_text("print('facts')\n")
+    monkeypatch.setattr(inspection, "INSPECTOR_DOCKERFILE", inputs["dockerfile"])
+    monkeypatch.setattr(inspection, "INSPECTOR_SOURCE", inputs["source"])
+    monkeypatch.setattr(
+        image_sources, "image_references", lambda *_: {"PYTHON_IMAGE": "python:3.13-slim"}
+    )
+    monkeypatch.setattr(engine, "image_id", lambda reference: inputs["python_id"])
+    return inputs
+
+
+def test_the_inspector_image_is_named_after_a_digest_of_what_it_is_built_from(
+    inspector_inputs,
+):
+    name = inspection.inspector_image()
+    assert re.fullmatch(r"dashtam/inspector:[0-9a-f]{12}", name), (
+        f"expected dashtam/inspector:<12 hex digits>, found {name}"
+    )
+    assert inspection.inspector_image() == name, "expected the same name for the same inputs"
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["source", "dockerfile", "python_id"],
+    ids=[
+        "a change of the program makes a new image",
+        "a change of its Dockerfile makes a new image",
+        "a new Python image makes a new image",
+    ],
+)
+def test_a_change_of_an_input_changes_the_name(inspector_inputs, change):
+    before = inspection.inspector_image()
+    if change == "python_id":
+        inspector_inputs["python_id"] = "sha256:2222"
+    else:
+        path = inspector_inputs[change]
+        path.write_text(path.read_text() + "# changed\n")
+    after = inspection.inspector_image()
+    assert after != before, f"expected a new name after a change of {change}, found {after} again"
+
+
+def test_without_a_local_python_image_its_reference_counts(inspector_inputs, monkeypatch):
+    monkeypatch.setattr(engine, "image_id", lambda reference: None)
+    first = inspection.inspector_image()
+    monkeypatch.setattr(image_sources, "image_references", lambda *_: {"PYTHON_IMAGE": "other"})
+    second = inspection.inspector_image()
+    assert first != second, f"expected the reference in the digest, found {first} for both"
+
+
+def finished(returncode: int, stdout: str = "", stderr: str = ""):
+    return lambda *_, **__: subprocess.CompletedProcess([], returncode, stdout, stderr)
+
+
+def test_inspect_container_returns_the_inspector_s_json(monkeypatch):
+    monkeypatch.setattr(inspection, "run", finished(0, '{"processes": [], "sockets": []}\n'))
+    found = inspection.inspect_container(CONTAINER, IMAGE, [])
+    assert found == {"processes": [], "sockets": []}, f"expected the parsed JSON, found {found}"
+
+
+@pytest.mark.parametrize(
+    ("result", "expected"),
+    [
+        (finished(125, stderr="warning\ndocker: no such container\n"), "no such container"),
+        (finished(0, "Traceback (most recent call last):\nKeyError: 'Uid'\n"), "no JSON"),
+    ],
+    ids=["a failed run names its last line", "output that is not JSON says so"],
+)
+def test_inspect_container_turns_a_failure_into_an_error(monkeypatch, result, expected):
+    monkeypatch.setattr(inspection, "run", result)
+    found = inspection.inspect_container(CONTAINER, IMAGE, [])
+    assert list(found) == ["error"] and expected in found["error"], (
+        f"expected an error mentioning {expected!r}, found {found}"
+    )
+
+
+def test_read_facts_reads_a_run_s_facts_or_gives_nothing(tmp_path):
+    facts = tmp_path / "facts.json"
+    facts.write_text('{"app": {"processes": []}}')
+    assert inspection.read_facts(facts) == {"app": {"processes": []}}, "expected the facts read"
+    facts.write_text("{not json")
+    for path in (facts, tmp_path / "missing.json"):
+        found = inspection.read_facts(path)
+        assert found == {}, f"{path.name}: expected no facts, found {found}"

@@ -2,14 +2,17 @@
 
 Each fault is injected into a temporary copy of the files the checks read; the real
 repository must pass every check that needs no Docker. Only the `docker compose config`
-tests need the compose plugin (marked `docker`).
+tests need the compose plugin (marked `docker`). The Python style check runs on a folder of
+its own, and `--check` selection on stand-in checks.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,18 @@ import yaml
 
 from pipeline import lint
 from pipeline.environments import ENVIRONMENTS, ROOT
+from pipeline.lint import (
+    common,
+    compose_config,
+    dockerfiles,
+    env_files,
+    policy_check,
+    python_style,
+    tracked_secrets,
+    workflows,
+    yaml_files,
+)
+from pipeline.lint.common import Finding
 
 # What the checks read; a copy of these is a repository the checks cannot tell from the real one.
 COPIED = (
@@ -31,6 +46,9 @@ COPIED = (
     "env/.env.ci",
 )
 CI_COMPOSE = "compose/docker-compose.ci.yml"
+PROD_COMPOSE = "compose/docker-compose.prod.yml"
+# The first line of the app service in the ci compose file, to insert settings after.
+CI_APP = "    extends: {file: common.yml, service: api-service}"
 
 
 @pytest.fixture
@@ -64,27 +82,26 @@ def line_of(path: Path, prefix: str) -> int:
     )
 
 
-def located(findings: list[lint.Finding], path: str, line: int) -> list[lint.Finding]:
+def located(findings: list[Finding], path: str, line: int) -> list[Finding]:
     return [finding for finding in findings if (finding.path, finding.line) == (path, line)]
 
 
-def errors(findings: list[lint.Finding]) -> list[str]:
+def errors(findings: list[Finding]) -> list[str]:
     return [str(finding) for finding in findings if finding.severity == "error"]
 
 
 # ---------------------------------------------------------------- the real repository
 
 NO_DOCKER_CHECKS = [
-    pytest.param(lint.check_dockerfiles, id="dockerfiles"),
-    pytest.param(lint.check_yaml, id="yaml"),
-    pytest.param(lint.check_env_files, id="env-files"),
-    pytest.param(lint.check_tracked_secrets, id="tracked-secrets"),
-    pytest.param(lint.check_container_security, id="container-security"),
+    pytest.param(dockerfiles.check_dockerfiles, id="dockerfiles"),
+    pytest.param(yaml_files.check_yaml, id="yaml"),
+    pytest.param(env_files.check_env_files, id="env-files"),
+    pytest.param(tracked_secrets.check_tracked_secrets, id="tracked-secrets"),
 ]
 
 
 @pytest.mark.parametrize("check", NO_DOCKER_CHECKS)
-def test_the_repository_passes(check: lint.Check) -> None:
+def test_the_repository_passes(check: common.Check) -> None:
     findings = check(ROOT)
     assert errors(findings) == [], f"{check.__name__} on the repository: expected no error"
 
@@ -98,7 +115,7 @@ def test_a_dockerfile_syntax_error_is_reported_with_file_and_line(repo: Path) ->
     with dockerfile.open("a") as handle:
         handle.write("FROOM base AS broken\n")
 
-    findings = located(lint.check_dockerfiles(repo), "docker/Dockerfile", broken_line)
+    findings = located(dockerfiles.check_dockerfiles(repo), "docker/Dockerfile", broken_line)
 
     assert [finding.severity for finding in findings] == ["error"], findings
     assert "DL1000" in findings[0].message
@@ -111,7 +128,7 @@ def test_a_hadolint_warning_fails_and_names_the_rule(repo: Path) -> None:
     with dockerfile.open("a") as handle:
         handle.write("WORKDIR relative/path\n")  # DL3000: use absolute WORKDIR
 
-    findings = located(lint.check_dockerfiles(repo), "docker/Dockerfile", added_line)
+    findings = located(dockerfiles.check_dockerfiles(repo), "docker/Dockerfile", added_line)
 
     assert [(finding.severity, "DL3000" in finding.message) for finding in findings] == [
         ("error", True)
@@ -123,13 +140,13 @@ def test_a_hadolint_warning_fails_and_names_the_rule(repo: Path) -> None:
 
 def test_malformed_compose_yaml_is_reported_with_file_and_line(repo: Path) -> None:
     compose_file = repo / CI_COMPOSE
-    broken_line = insert_after(compose_file, "    <<: *app-service", "   misindented: true\n")
+    broken_line = insert_after(compose_file, CI_APP, "   misindented: true\n")
     with pytest.raises(yaml.MarkedYAMLError) as parse_error:
         yaml.safe_load(compose_file.read_text())
     assert parse_error.value.problem_mark is not None
     assert parse_error.value.problem_mark.line + 1 == broken_line, "the fault sits elsewhere"
 
-    findings = located(lint.check_yaml(repo), CI_COMPOSE, broken_line)
+    findings = located(yaml_files.check_yaml(repo), CI_COMPOSE, broken_line)
 
     assert [finding.severity for finding in findings] == ["error"]
     assert str(findings[0]).startswith(f"{CI_COMPOSE}:{broken_line}: syntax error")
@@ -138,10 +155,10 @@ def test_malformed_compose_yaml_is_reported_with_file_and_line(repo: Path) -> No
 def test_a_missing_yamllint_config_falls_back_with_a_warning(repo: Path) -> None:
     (repo / ".yamllint").unlink(missing_ok=True)
 
-    findings = lint.check_yaml(repo)
+    findings = yaml_files.check_yaml(repo)
 
     assert (
-        lint.Finding(".yamllint", 1, "missing; linted with yamllint's relaxed preset", "warning")
+        Finding(".yamllint", 1, "missing; linted with yamllint's relaxed preset", "warning")
         in findings
     )
 
@@ -150,9 +167,9 @@ def test_a_missing_yamllint_config_falls_back_with_a_warning(repo: Path) -> None
 
 
 def test_a_workflow_schema_error_is_reported_at_its_line(repo: Path) -> None:
-    workflows = repo / ".github" / "workflows"
-    workflows.mkdir(parents=True, exist_ok=True)
-    (workflows / "broken.yml").write_text(
+    workflows_folder = repo / ".github" / "workflows"
+    workflows_folder.mkdir(parents=True, exist_ok=True)
+    (workflows_folder / "broken.yml").write_text(
         "name: broken\n"
         "on: push\n"
         "permissions: {}\n"
@@ -163,15 +180,15 @@ def test_a_workflow_schema_error_is_reported_at_its_line(repo: Path) -> None:
         "      - run: true\n"
     )
 
-    findings = located(lint.check_workflows(repo), ".github/workflows/broken.yml", 8)
+    findings = located(workflows.check_workflows(repo), ".github/workflows/broken.yml", 8)
 
     assert any("check-jsonschema" in finding.message for finding in findings), findings
 
 
 def test_a_zizmor_finding_is_reported_at_its_line(repo: Path) -> None:
-    workflows = repo / ".github" / "workflows"
-    workflows.mkdir(parents=True, exist_ok=True)
-    (workflows / "injectable.yml").write_text(
+    workflows_folder = repo / ".github" / "workflows"
+    workflows_folder.mkdir(parents=True, exist_ok=True)
+    (workflows_folder / "injectable.yml").write_text(
         "name: injectable\n"
         "on: pull_request\n"
         "permissions: {}\n"
@@ -182,7 +199,7 @@ def test_a_zizmor_finding_is_reported_at_its_line(repo: Path) -> None:
         '      - run: echo "${{ github.event.pull_request.title }}"\n'
     )
 
-    findings = lint.check_workflows(repo)
+    findings = workflows.check_workflows(repo)
 
     injection = [
         finding
@@ -196,7 +213,7 @@ def test_a_zizmor_finding_is_reported_at_its_line(repo: Path) -> None:
 def test_no_workflow_files_means_nothing_to_check(repo: Path) -> None:
     shutil.rmtree(repo / ".github", ignore_errors=True)
 
-    assert lint.check_workflows(repo) == []
+    assert workflows.check_workflows(repo) == []
 
 
 # ---------------------------------------------------------------- 5. env files
@@ -217,7 +234,7 @@ def test_no_workflow_files_means_nothing_to_check(repo: Path) -> None:
     ],
 )
 def test_interpolations(text: str, expected: list[tuple[str, bool, bool]]) -> None:
-    found = [(use.name, use.required, use.fail_fast) for use in lint.interpolations(text)]
+    found = [(use.name, use.required, use.fail_fast) for use in common.interpolations(text)]
     assert found == expected
 
 
@@ -225,7 +242,7 @@ def test_a_variable_missing_from_the_env_file_is_an_error_naming_both(repo: Path
     compose_file = repo / CI_COMPOSE
     line = insert_after(compose_file, '  APP_DEBUG: "false"', "  APP_FEATURE: ${APP_FEATURE}\n")
 
-    findings = located(lint.check_env_files(repo), CI_COMPOSE, line)
+    findings = located(env_files.check_env_files(repo), CI_COMPOSE, line)
 
     assert [finding.severity for finding in findings] == ["error"], findings
     assert "APP_FEATURE" in findings[0].message
@@ -238,7 +255,7 @@ def test_an_unused_env_variable_is_a_warning(repo: Path) -> None:
         handle.write("APP_NOBODY_READS_THIS=1\n")
     line = len(template.read_text().splitlines())
 
-    findings = located(lint.check_env_files(repo), "env/.env.example", line)
+    findings = located(env_files.check_env_files(repo), "env/.env.example", line)
 
     assert [str(finding) for finding in findings] == [
         f"env/.env.example:{line}: warning: APP_NOBODY_READS_THIS is set but no compose file "
@@ -255,7 +272,7 @@ def test_a_variable_spelled_otherwise_than_compose_reads_it_is_an_error(
         handle.write(f"{misspelled}=dashtam\n")
     line = len(template.read_text().splitlines())
 
-    findings = located(lint.check_env_files(repo), "env/.env.example", line)
+    findings = located(env_files.check_env_files(repo), "env/.env.example", line)
 
     assert [finding.severity for finding in findings] == ["error"], findings
     assert "rename it to POSTGRES_USER" in findings[0].message
@@ -265,7 +282,7 @@ def test_a_compose_variable_outside_the_naming_scheme_is_an_error(repo: Path) ->
     compose_file = repo / CI_COMPOSE
     line = insert_after(compose_file, '  APP_DEBUG: "false"', "  LOG_LEVEL: ${LOG_LEVEL:-info}\n")
 
-    findings = located(lint.check_env_files(repo), CI_COMPOSE, line)
+    findings = located(env_files.check_env_files(repo), CI_COMPOSE, line)
 
     assert [finding.severity for finding in findings] == ["error"], findings
     assert "LOG_LEVEL does not follow the naming scheme" in findings[0].message
@@ -280,7 +297,7 @@ def test_a_real_looking_password_in_the_ci_env_file_is_an_error(repo: Path) -> N
     )
     line = line_of(env_file, "POSTGRES_PASSWORD=")
 
-    findings = located(lint.check_env_files(repo), "env/.env.ci", line)
+    findings = located(env_files.check_env_files(repo), "env/.env.ci", line)
 
     assert [finding.severity for finding in findings] == ["error"], findings
     assert "Zq8vT2mLp9Rx4wKe7Jd3" not in str(findings[0]), "a finding must not print the secret"
@@ -298,7 +315,7 @@ def test_a_real_looking_password_in_the_ci_env_file_is_an_error(repo: Path) -> N
     ],
 )
 def test_real_looking_secrets(value: str, looks_real: bool) -> None:
-    assert lint._looks_like_real_secret(value) is looks_real
+    assert env_files._looks_like_real_secret(value) is looks_real
 
 
 def test_a_private_key_in_an_env_file_is_an_error(repo: Path) -> None:
@@ -307,19 +324,17 @@ def test_a_private_key_in_an_env_file_is_an_error(repo: Path) -> None:
         handle.write("# -----BEGIN RSA PRIVATE KEY-----\n")
     line = len(template.read_text().splitlines())
 
-    findings = located(lint.check_env_files(repo), "env/.env.prod.example", line)
+    findings = located(env_files.check_env_files(repo), "env/.env.prod.example", line)
 
     assert [finding.severity for finding in findings] == ["error"], findings
 
 
 def test_a_secret_with_a_value_in_the_prod_template_is_an_error(repo: Path) -> None:
     template = repo / "env" / ".env.prod.example"
-    template.write_text(
-        template.read_text().replace("REDIS_PASSWORD=\n", "REDIS_PASSWORD=change-me\n")
-    )
+    template.write_text(template.read_text() + "REDIS_PASSWORD=change-me\n")
     line = line_of(template, "REDIS_PASSWORD=")
 
-    findings = located(lint.check_env_files(repo), "env/.env.prod.example", line)
+    findings = located(env_files.check_env_files(repo), "env/.env.prod.example", line)
 
     assert [finding.severity for finding in findings] == ["error"], findings
     assert "leave it empty" in findings[0].message
@@ -334,7 +349,13 @@ def git(root: Path, *arguments: str) -> None:
 
 @pytest.mark.parametrize(
     "tracked",
-    ["env/.env.dev", "env/.env.prod", "certs/dev/tls.key", "docker/server.pem"],
+    [
+        "env/.env.dev",
+        "env/.env.prod",
+        "certs/dev/tls.key",
+        "docker/server.pem",
+        "secrets/prod/redis_password",
+    ],
 )
 def test_a_tracked_secret_file_is_an_error(repo: Path, tracked: str) -> None:
     (repo / tracked).parent.mkdir(parents=True, exist_ok=True)
@@ -342,7 +363,7 @@ def test_a_tracked_secret_file_is_an_error(repo: Path, tracked: str) -> None:
     git(repo, "init", "--quiet")
     git(repo, "add", "--force", ".")
 
-    findings = lint.check_tracked_secrets(repo)
+    findings = tracked_secrets.check_tracked_secrets(repo)
 
     assert [(finding.path, finding.severity) for finding in findings] == [(tracked, "error")]
     assert f"git rm --cached {tracked}" in findings[0].message
@@ -352,53 +373,285 @@ def test_only_the_templates_and_the_ci_env_file_are_allowed(repo: Path) -> None:
     git(repo, "init", "--quiet")
     git(repo, "add", "--force", ".")
 
-    assert lint.check_tracked_secrets(repo) == []
+    assert tracked_secrets.check_tracked_secrets(repo) == []
 
 
-# ---------------------------------------------------------------- 7. container security
+# ---------------------------------------------------------------- 7. the security policy
 
 
 @pytest.mark.parametrize(
-    ("added", "expected", "offset"),
+    ("added", "controls"),
     [
-        pytest.param("    privileged: true\n", "runs privileged", 0, id="privileged"),
-        pytest.param("    network_mode: host\n", "network_mode: host", 0, id="host-network"),
-        pytest.param("    pid: host\n", "pid: host", 0, id="host-pid"),
-        pytest.param("    cap_add: [SYS_ADMIN]\n", "SYS_ADMIN", 0, id="sys-admin"),
+        pytest.param("    privileged: true\n", ["privileged"], id="privileged"),
+        pytest.param("    ipc: host\n", ["host-namespaces"], id="host-ipc"),
+        pytest.param("    pid: host\n", ["host-namespaces"], id="host-pid"),
+        pytest.param(
+            "    cap_add: [SYS_ADMIN]\n",
+            ["capabilities-baseline", "capabilities-drop-all"],
+            id="sys-admin-beyond-the-defaults-and-added-at-all",
+        ),
         pytest.param(
             "    volumes: [/var/run/docker.sock:/var/run/docker.sock]\n",
-            "Docker socket",
-            0,
+            ["bind-mounts", "sensitive-host-paths", "writable-paths"],
             id="docker-socket",
         ),
-        # Reported at the list item, one line below `volumes:`.
         pytest.param(
             "    volumes:\n      - type: bind\n        source: /run/docker.sock\n"
             "        target: /var/run/docker.sock\n",
-            "Docker socket",
-            1,
+            ["bind-mounts", "sensitive-host-paths", "writable-paths"],
             id="docker-socket-long-syntax",
         ),
+        pytest.param("    read_only: false\n", ["read-only-root"], id="writable-root"),
+        pytest.param('    restart: "no"\n', ["restart-policy"], id="no-restart"),
     ],
 )
-def test_an_unsafe_service_is_an_error(repo: Path, added: str, expected: str, offset: int) -> None:
-    line = insert_after(repo / CI_COMPOSE, "    <<: *app-service", added) + offset
+def test_a_setting_the_policy_forbids_is_an_error_at_its_line(
+    repo: Path, added: str, controls: list[str]
+) -> None:
+    line = insert_after(repo / CI_COMPOSE, CI_APP, added)
 
-    findings = lint.check_container_security(repo)
+    findings = policy_check.check_policy(repo)
 
-    assert [(finding.path, finding.line) for finding in findings] == [(CI_COMPOSE, line)]
+    assert {(finding.path, finding.line) for finding in findings} == {(CI_COMPOSE, line)}, findings
+    found = sorted(finding.message.split("]")[0].removeprefix("[") for finding in findings)
+    assert found == controls, f"controls: expected {controls}, found {found}"
+    assert all(finding.severity == "error" for finding in findings)
+    assert all(" ci app: " in finding.message for finding in findings)
+
+
+def test_a_forbidden_setting_in_an_anchor_is_reported_where_it_is_written(repo: Path) -> None:
+    line = insert_after(repo / PROD_COMPOSE, "x-hardening: &hardening", "  privileged: true\n")
+
+    findings = policy_check.check_policy(repo)
+
+    assert {(finding.path, finding.line) for finding in findings} == {(PROD_COMPOSE, line)}
+    assert sorted(finding.message.split()[2].rstrip(":") for finding in findings) == [
+        "app",
+        "callback",
+        "postgres",
+        "redis",
+    ]
+
+
+def test_a_forbidden_setting_in_the_shared_blocks_is_reported_in_common_yml(repo: Path) -> None:
+    common = "compose/common.yml"
+    line = insert_after(repo / common, "  redis:", "    cap_add: [NET_ADMIN]\n")
+
+    findings = policy_check.check_policy(repo)
+
+    assert {(finding.path, finding.line) for finding in findings} == {(common, line)}, findings
+    # Every environment's redis extends it: each one is named.
+    assert sorted(
+        finding.message.split()[1]
+        for finding in findings
+        if "capabilities-baseline" in finding.message
+    ) == [
+        "ci",
+        "dev",
+        "prod",
+        "test",
+    ]
+
+
+def test_a_weakened_compose_file_cannot_weaken_its_own_restricted_profile(repo: Path) -> None:
+    """ci's app is held to restricted by the environments model: dropping its limits from
+    the compose file is a finding, not a new normal."""
+    compose = repo / CI_COMPOSE
+    compose.write_text(
+        compose.read_text().replace(
+            '        limits: {cpus: "2", memory: 1G, pids: 256}\n', "        limits: {}\n"
+        )
+    )
+
+    findings = policy_check.check_policy(repo)
+
+    assert [finding.message.split("]")[0] for finding in findings] == ["[resource-limits"], findings
+
+
+# ---------------------------------------------------------------- 9. Python style
+
+RUFF_SETTINGS = '[tool.ruff]\nline-length = 100\n\n[tool.ruff.lint]\nselect = ["E", "F", "I"]\n'
+
+
+@pytest.fixture
+def python_project(tmp_path: Path) -> Path:
+    """A folder with ruff settings in its pyproject.toml, like the repository's."""
+    (tmp_path / "pyproject.toml").write_text(RUFF_SETTINGS)
+    return tmp_path
+
+
+def test_a_ruff_lint_error_is_reported_with_file_and_line(python_project: Path) -> None:
+    (python_project / "package").mkdir()
+    (python_project / "package" / "module.py").write_text('"""A module."""\n\nimport os\n')
+
+    findings = python_style.check_python_style(python_project)
+
+    assert [str(finding) for finding in findings] == [
+        "package/module.py:3: `os` imported but unused (ruff F401)"
+    ]
     assert findings[0].severity == "error"
-    assert expected in findings[0].message
-    assert findings[0].message.startswith("service app ")
 
 
-def test_an_unsafe_setting_in_an_anchor_is_reported_where_it_is_written(repo: Path) -> None:
-    line = insert_after(repo / CI_COMPOSE, "x-app-service: &app-service", "  privileged: true\n")
+def test_a_file_ruff_format_would_change_is_an_error(python_project: Path) -> None:
+    (python_project / "module.py").write_text("value=1\n")
 
-    findings = lint.check_container_security(repo)
+    findings = python_style.check_python_style(python_project)
 
-    assert {(finding.path, finding.line) for finding in findings} == {(CI_COMPOSE, line)}
-    assert sorted(finding.message.split()[1] for finding in findings) == ["app", "callback"]
+    assert [(str(finding), finding.severity) for finding in findings] == [
+        (
+            "module.py:1: not formatted as `ruff format` writes it; run `ruff format module.py`",
+            "error",
+        )
+    ]
+
+
+def test_a_python_syntax_error_is_reported_once_at_its_line(python_project: Path) -> None:
+    (python_project / "module.py").write_text('"""A module."""\n\n\ndef broken(:\n    pass\n')
+
+    findings = python_style.check_python_style(python_project)
+
+    assert findings, "a syntax error must be a finding"
+    assert {(finding.path, finding.line, finding.severity) for finding in findings} == {
+        ("module.py", 4, "error")
+    }, findings
+    assert all("(ruff invalid-syntax)" in finding.message for finding in findings), findings
+
+
+def test_clean_python_under_the_pyproject_settings_has_no_findings(python_project: Path) -> None:
+    # 95 characters: over ruff's default line length of 88, within the pyproject's 100.
+    line = 'VALUE = "' + "x" * 85 + '"'
+    assert len(line) == 95
+    (python_project / "module.py").write_text(f'"""A module."""\n\n{line}\n')
+
+    assert python_style.check_python_style(python_project) == []
+
+
+def test_python_without_ruff_settings_is_linted_with_a_warning(tmp_path: Path) -> None:
+    (tmp_path / "module.py").write_text("value = 1\n")
+
+    findings = python_style.check_python_style(tmp_path)
+
+    assert findings == [
+        Finding("pyproject.toml", 1, "missing; linted with ruff's defaults", "warning")
+    ]
+
+
+def test_broken_ruff_settings_are_one_finding_naming_the_file(python_project: Path) -> None:
+    (python_project / "pyproject.toml").write_text('[tool.ruff]\nline-length = "long"\n')
+    (python_project / "module.py").write_text("value = 1\n")
+
+    findings = python_style.check_python_style(python_project)
+
+    assert [(finding.path, finding.severity) for finding in findings] == [
+        ("pyproject.toml", "error")
+    ], findings
+    assert findings[0].message.startswith("ruff check failed: ")
+    assert "\n" not in findings[0].message
+
+
+# ---------------------------------------------------------------- --check
+
+
+@pytest.fixture
+def stand_in_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """CHECKS replaced by checks that record their name and find one warning (an error for
+    `failing`); the list of names in the order they ran."""
+    ran: list[str] = []
+
+    def stand_in(name: str) -> common.Check:
+        def check(root: Path) -> list[Finding]:
+            ran.append(name)
+            severity = "error" if name == "failing" else "warning"
+            return [Finding(f"{name}.txt", 1, f"{name} ran", severity)]
+
+        return check
+
+    names = ("dockerfiles", lint.COMPOSE_CHECKS[0], "failing", "python")
+    monkeypatch.setattr(lint, "CHECKS", {name: stand_in(name) for name in names})
+    return ran
+
+
+def test_without_check_every_check_runs_in_order(stand_in_checks: list[str]) -> None:
+    lint.main([])
+
+    assert stand_in_checks == ["dockerfiles", lint.COMPOSE_CHECKS[0], "failing", "python"]
+
+
+def test_check_runs_only_the_named_checks_in_their_order(
+    stand_in_checks: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert lint.main(["--check", "python", "--check", "dockerfiles"]) == 0
+
+    assert stand_in_checks == ["dockerfiles", "python"]
+    assert capsys.readouterr().out.splitlines() == [
+        "dockerfiles.txt:1: warning: dockerfiles ran",
+        "python.txt:1: warning: python ran",
+        "lint: 0 error(s), 2 warning(s)",
+    ]
+
+
+def test_a_named_check_that_finds_an_error_fails(stand_in_checks: list[str]) -> None:
+    assert lint.main(["--check", "failing"]) == 1
+    assert stand_in_checks == ["failing"]
+
+
+def test_no_compose_skips_the_compose_check_even_when_named(stand_in_checks: list[str]) -> None:
+    lint.main(["--no-compose", "--check", lint.COMPOSE_CHECKS[0], "--check", "python"])
+
+    assert stand_in_checks == ["python"]
+
+
+def test_an_unknown_check_is_one_line_naming_the_known_ones(
+    stand_in_checks: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert lint.main(["--check", "python", "--check", "nope"]) == 2
+
+    output = capsys.readouterr()
+    assert stand_in_checks == [], "no check runs when one name is wrong"
+    assert output.out == ""
+    assert output.err.splitlines() == [
+        f"python -m pipeline.lint: unknown check 'nope'; use one of: {', '.join(lint.CHECKS)}."
+    ]
+
+
+def test_python_m_pipeline_lint_takes_check_names() -> None:
+    def lint_command(*arguments: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pipeline.lint", *arguments],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    passing = lint_command("--check", "tracked-secrets")
+    unknown = lint_command("--check", "nope")
+
+    assert (passing.returncode, passing.stdout) == (0, "lint: no findings\n"), passing.stderr
+    assert unknown.returncode == 2
+    assert "unknown check 'nope'" in unknown.stderr
+    assert all(name in unknown.stderr for name in lint.CHECKS)
+
+
+def test_each_pre_commit_hook_runs_one_lint_check_and_every_check_has_one() -> None:
+    configuration = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
+    hooks = [hook for repo in configuration["repos"] for hook in repo["hooks"]]
+    tracked = common.git_files(ROOT)
+    if tracked is None:
+        pytest.skip(f"{ROOT} is not a git work tree: no files to trigger the hooks")
+    prefix = "uv run --locked --no-default-groups --group pipeline python -m pipeline.lint --check "
+
+    checked = []
+    for hook in hooks:
+        assert hook["entry"].startswith(prefix), f"hook {hook['id']}: runs {hook['entry']!r}"
+        assert hook.get("pass_filenames") is False, f"hook {hook['id']}: pass_filenames"
+        assert hook.get("language") == "unsupported", f"hook {hook['id']}: language"
+        triggers = [name for name in tracked if re.search(hook.get("files", "^$"), name)]
+        assert triggers, f"hook {hook['id']}: its files pattern matches no tracked file"
+        checked.append(hook["entry"].removeprefix(prefix))
+
+    assert sorted(checked) == sorted(lint.CHECKS)
 
 
 # ---------------------------------------------------------------- report
@@ -406,8 +659,8 @@ def test_an_unsafe_setting_in_an_anchor_is_reported_where_it_is_written(repo: Pa
 
 def test_report_prints_findings_and_fails_on_an_error(capsys: pytest.CaptureFixture[str]) -> None:
     findings = [
-        lint.Finding("env/.env.example", 7, "FOO is set but no compose file uses it", "warning"),
-        lint.Finding("docker/Dockerfile", 3, "broken"),
+        Finding("env/.env.example", 7, "FOO is set but no compose file uses it", "warning"),
+        Finding("docker/Dockerfile", 3, "broken"),
     ]
 
     assert lint.report(findings) == 1
@@ -419,7 +672,7 @@ def test_report_prints_findings_and_fails_on_an_error(capsys: pytest.CaptureFixt
 
 
 def test_report_passes_on_warnings_only(capsys: pytest.CaptureFixture[str]) -> None:
-    assert lint.report([lint.Finding("env/.env.ci", 1, "note", "warning")]) == 0
+    assert lint.report([Finding("env/.env.ci", 1, "note", "warning")]) == 0
     assert lint.report([]) == 0
 
 
@@ -463,7 +716,7 @@ def test_compose_reports_a_missing_required_variable_at_its_line(
     compose_file = repo / CI_COMPOSE
     line = line_of(compose_file, "  REDIS_PASSWORD: ${REDIS_PASSWORD:?")
 
-    findings = located(lint.check_compose_config(repo), CI_COMPOSE, line)
+    findings = located(compose_config.check_compose_config(repo), CI_COMPOSE, line)
 
     assert [finding.severity for finding in findings] == ["error"], findings
     assert "required variable REDIS_PASSWORD" in findings[0].message
@@ -483,7 +736,7 @@ def test_a_prod_template_that_does_not_fail_fast_is_an_error(
         )
     )
 
-    findings = lint.check_compose_config(repo)
+    findings = compose_config.check_compose_config(repo)
 
     template_path = template.relative_to(repo).as_posix()
     assert any(
@@ -494,7 +747,7 @@ def test_a_prod_template_that_does_not_fail_fast_is_an_error(
 
 @pytest.mark.docker
 def test_the_unfilled_prod_template_fails_fast(repo: Path, compose_plugin: None) -> None:
-    findings = lint.check_compose_config(repo)
+    findings = compose_config.check_compose_config(repo)
 
     prod_template = ENVIRONMENTS["prod"].template_file
     assert prod_template is not None
@@ -506,9 +759,9 @@ def test_the_unfilled_prod_template_fails_fast(repo: Path, compose_plugin: None)
 def test_compose_reports_malformed_yaml_at_the_line_yamllint_names(
     repo: Path, compose_plugin: None
 ) -> None:
-    broken_line = insert_after(repo / CI_COMPOSE, "    <<: *app-service", "   misindented: true\n")
+    broken_line = insert_after(repo / CI_COMPOSE, CI_APP, "   misindented: true\n")
 
-    findings = located(lint.check_compose_config(repo), CI_COMPOSE, broken_line)
+    findings = located(compose_config.check_compose_config(repo), CI_COMPOSE, broken_line)
 
     assert [finding.severity for finding in findings] == ["error"], findings
     assert "yaml:" in findings[0].message

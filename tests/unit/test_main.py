@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 from fastapi.testclient import TestClient
@@ -11,6 +12,7 @@ from src import __version__
 from src.main import app
 from src.readiness import dependency_checks, probe
 from src.settings import Settings, get_settings
+from tests.unit.conftest import clear_cached_settings
 
 pytestmark = pytest.mark.usefixtures("settings_environment")
 
@@ -25,6 +27,14 @@ async def refuses(_settings: Settings) -> None:
 
 async def hangs(_settings: Settings) -> None:
     await asyncio.sleep(10)
+
+
+# What a driver says when the credentials are wrong: it names the database user.
+DRIVER_TEXT = 'password authentication failed for user "dashtam"'
+
+
+async def refuses_the_password(_settings: Settings) -> None:
+    raise RuntimeError(DRIVER_TEXT)
 
 
 def use_checks(**checks) -> None:
@@ -90,3 +100,51 @@ def test_a_long_failure_message_is_shortened_to_one_line() -> None:
 
 def test_readiness_runs_the_postgres_and_redis_checks_by_default() -> None:
     assert set(dependency_checks()) == {"postgres", "redis"}
+
+
+def readiness_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == "src.readiness" and record.levelno == logging.WARNING
+    ]
+
+
+def test_in_production_readiness_logs_the_driver_text_and_answers_only_down(
+    settings_environment, app_client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings_environment.setenv("APP_ENV", "production")
+    clear_cached_settings()
+    use_checks(postgres=refuses_the_password, redis=answers)
+    with caplog.at_level(logging.WARNING, logger="src.readiness"):
+        response = app_client.get("/health/ready")
+    assert response.status_code == 503, response.text
+    assert response.json() == {
+        "status": "unavailable",
+        "checks": {"postgres": "down", "redis": "up"},
+        "detail": "postgres unavailable",
+    }
+    assert "password authentication" not in response.text
+    assert readiness_warnings(caplog) == [
+        f"readiness: postgres is down: RuntimeError: {DRIVER_TEXT}"
+    ]
+
+
+@pytest.mark.parametrize("environment", ["development", "test", "ci"], ids=str)
+def test_outside_production_readiness_shows_the_driver_text_and_logs_it(
+    settings_environment,
+    app_client: TestClient,
+    caplog: pytest.LogCaptureFixture,
+    environment: str,
+) -> None:
+    settings_environment.setenv("APP_ENV", environment)
+    clear_cached_settings()
+    use_checks(postgres=answers, redis=refuses_the_password)
+    with caplog.at_level(logging.WARNING, logger="src.readiness"):
+        response = app_client.get("/health/ready")
+    assert response.status_code == 503, response.text
+    assert response.json()["checks"] == {
+        "postgres": "up",
+        "redis": f"down: RuntimeError: {DRIVER_TEXT}",
+    }
+    assert readiness_warnings(caplog) == [f"readiness: redis is down: RuntimeError: {DRIVER_TEXT}"]

@@ -302,11 +302,11 @@ def test_every_uses_line_is_seen_by_the_pin_check():
     [
         pytest.param(reference, comment, id=f"{name}:{line}-{reference.split('@')[0]}")
         for name, line, reference, comment in USES
+        # A local action or workflow (./…) is pinned by this repository's own commit.
+        if not reference.startswith("./")
     ],
 )
 def test_third_party_action_is_pinned_by_full_sha_with_version_comment(reference, comment):
-    if reference.startswith("./"):
-        pytest.skip("a local action or workflow is pinned by this repository's own commit")
     action, _, ref = reference.partition("@")
     assert FULL_COMMIT_SHA.fullmatch(ref), (
         f"{action}: ref expected a 40-hex commit SHA, found {ref!r}"
@@ -428,6 +428,21 @@ def test_pipeline_runs_on_push_to_main_pull_requests_and_by_hand():
         f"pipeline.yml: triggers found {sorted(on)}"
     )
     assert on["push"] == {"branches": ["main"]}, f"pipeline.yml: push filter found {on['push']!r}"
+
+
+# Policy: the vulnerability audit runs on every pull request and every week, strictly: a
+# service that does not answer fails the job rather than passing it without an audit.
+STRICT_AUDIT = re.compile(r"\bnox\s+(?:--sessions|-s)\s+audit\s+--\s+--strict\b")
+
+
+@pytest.mark.parametrize("workflow_name", ["pipeline.yml", "weekly.yml"])
+def test_the_vulnerability_audit_runs_strictly(workflow_name):
+    workflow = WORKFLOWS[workflow_name]
+    scripts = [script for _job_id, script in run_scripts(workflow)]
+    assert any(STRICT_AUDIT.search(script) for script in scripts), (
+        f"{workflow_name}: expected a step running `nox --sessions audit -- --strict`, "
+        f"found run scripts {scripts}"
+    )
 
 
 def test_weekly_rebuilds_from_fresh_base_images_without_cache():

@@ -3,6 +3,8 @@
 # usage: docker-entrypoint.sh [postgres] [-c name=value ...]
 #   env: POSTGRES_PASSWORD (required unless POSTGRES_HOST_AUTH_METHOD=trust), POSTGRES_USER,
 #        POSTGRES_DB, POSTGRES_INITDB_ARGS, PGDATA; /docker-entrypoint-initdb.d/*.sql|*.sh
+#   Each of the four POSTGRES_* may instead come from a file named by <NAME>_FILE (Docker and
+#   Compose secrets), as upstream.
 set -eu
 
 die() {
@@ -37,6 +39,28 @@ if [ "$(id -u)" = 0 ]; then
   chmod 3777 /var/run/postgresql
   exec setpriv --reuid=postgres --regid=postgres --init-groups "$0" "$@"
 fi
+
+# <NAME>_FILE names a file holding NAME's value. The value stays a shell variable of this
+# script (never exported), and the server is started without it in its environment.
+file_env() {
+  name=$1
+  eval "value=\${$name:-}"
+  eval "file=\${${name}_FILE:-}"
+  if [ -n "$value" ] && [ -n "$file" ]; then
+    die "both $name and ${name}_FILE are set; set one of them."
+  fi
+  if [ -n "$file" ]; then
+    [ -r "$file" ] || die "${name}_FILE=$file cannot be read; mount the secret file there."
+    value=$(cat "$file")
+  fi
+  # unset drops the export too: set again, the variable is this script's alone.
+  unset "$name" "${name}_FILE"
+  eval "$name=\$value"
+}
+
+for variable in POSTGRES_PASSWORD POSTGRES_USER POSTGRES_DB POSTGRES_INITDB_ARGS; do
+  file_env "$variable"
+done
 
 POSTGRES_USER=${POSTGRES_USER:-postgres}
 POSTGRES_DB=${POSTGRES_DB:-$POSTGRES_USER}

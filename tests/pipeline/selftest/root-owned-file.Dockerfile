@@ -1,7 +1,7 @@
-# Broken on purpose for tests/pipeline/test_selftest.py: one file under /app belongs to root.
-# Caught by tests/infra test_everything_under_app_is_owned_by_appuser.
-ARG BASE_IMAGE=dashtam/production:latest
+# Broken on purpose for tests/pipeline/test_selftest_policy.py: one file under /app belongs
+# to root. Caught by the policy control app-files-owned-by-appuser, and by no other.
+ARG BASE_IMAGE=dashtam/callback:latest
 FROM ${BASE_IMAGE}
 USER root
-RUN touch /app/src/selftest_owned_by_root.py
+RUN ["python", "-c", "open('/app/src/selftest_owned_by_root.py', 'w').close()"]
 USER appuser

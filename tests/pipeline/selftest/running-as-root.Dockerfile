@@ -1,5 +1,6 @@
-# Broken on purpose for tests/pipeline/test_selftest.py: the production image runs as root.
-# Caught by tests/infra test_pid1_runs_as_appuser (and by the build gate, for a built stage).
+# Broken on purpose for tests/pipeline/test_selftest_policy.py: the image is configured to
+# run as root. Caught by the policy control image-user-non-root (compose's `user:` still
+# runs its processes as appuser), and by the build gate for a built stage.
 ARG BASE_IMAGE=dashtam/production:latest
 FROM ${BASE_IMAGE}
 # hadolint ignore=DL3002

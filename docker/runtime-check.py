@@ -1,0 +1,120 @@
+"""Run in the runtime image while it is built: what ships must load, and what loads ships compiled.
+
+    python runtime-check.py SERVICE        (SERVICE: app | callback; env APP_UID, APP_GID)
+
+1. Every extension module of the standard library imports (a library that only `dlopen`
+   finds would otherwise fail in a running container, not here).
+2. TLS: a default client context finds the trust store; time zones: a zoneinfo lookup.
+3. The service loads as far as it can without PostgreSQL and Redis: uvicorn's configuration
+   imports the ASGI app and its protocol implementations; for the app, the migrations too.
+
+Everything imported is compiled to __pycache__ beside its source (the image's runtime sets
+PYTHONDONTWRITEBYTECODE and has a read-only root: this is the only time bytecode is
+written), so a cold start reads bytecode instead of compiling on every start. Files under
+/app are handed to APP_UID:APP_GID. A failure prints one line naming it and stops the build.
+"""
+
+from __future__ import annotations
+
+import compileall
+import importlib
+import os
+import ssl
+import sys
+from pathlib import Path
+
+# Before any import below: this run writes the bytecode the image keeps.
+sys.dont_write_bytecode = False
+
+APP_ROOT = Path("/app")
+ASGI_APPS = {"app": "src.main:app", "callback": "src.callback:app"}
+
+
+def fail(message: str) -> None:
+    print(f"runtime-check: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def import_standard_extensions() -> int:
+    folders = [Path(entry) for entry in sys.path if entry.endswith("lib-dynload")]
+    if not folders:
+        fail(f"no lib-dynload folder on sys.path {sys.path}")
+    names = sorted({path.name.split(".")[0] for folder in folders for path in folder.glob("*.so")})
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as error:
+            fail(f"the standard library's {name} does not import ({error}); add what it loads")
+    return len(names)
+
+
+def check_tls_and_time_zones() -> None:
+    import zoneinfo
+
+    context = ssl.create_default_context()
+    paths = ssl.get_default_verify_paths()
+    if paths.cafile:
+        context.load_verify_locations(paths.cafile)
+    if not context.cert_store_stats()["x509_ca"]:
+        fail(f"TLS: no trusted certificate authority found ({paths.cafile or paths.capath})")
+    try:
+        zoneinfo.ZoneInfo("Europe/Berlin")
+    except zoneinfo.ZoneInfoNotFoundError as error:
+        fail(f"time zones: {error}; ship the tz database or the tzdata package")
+
+
+def load_service(service: str) -> None:
+    """Import what the service's start imports (entrypoint, uvicorn, the app)."""
+    import uvicorn.config
+
+    sys.path.insert(0, str(APP_ROOT))
+    for module in ("src.entrypoint", "src.healthcheck", "uvicorn.main"):
+        importlib.import_module(module)
+    try:
+        uvicorn.config.Config(ASGI_APPS[service], log_config=None).load()
+    except (ImportError, SystemExit) as error:
+        fail(f"{ASGI_APPS[service]} does not load ({error})")
+    if service == "app":
+        load_migrations()
+
+
+def load_migrations() -> None:
+    """The migration machinery and every revision, without a database."""
+    import pg8000.native  # noqa: F401 - the driver the migrations connect with
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import create_engine
+
+    create_engine("postgresql+pg8000://compile@localhost/compile")  # imports the dialect
+    config = Config(str(APP_ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(APP_ROOT / "alembic"))
+    list(ScriptDirectory.from_config(config).walk_revisions())
+    compileall.compile_dir(str(APP_ROOT / "alembic"), quiet=1)
+
+
+def hand_app_files_to_the_app_user() -> None:
+    uid, gid = int(os.environ["APP_UID"]), int(os.environ["APP_GID"])
+    for folder, subfolders, names in os.walk(APP_ROOT):
+        for name in [*subfolders, *names]:
+            path = os.path.join(folder, name)
+            if os.lstat(path).st_uid != uid:
+                os.chown(path, uid, gid, follow_symlinks=False)
+
+
+def main(arguments: list[str]) -> int:
+    if len(arguments) != 1 or arguments[0] not in ASGI_APPS:
+        print(f"usage: runtime-check.py {'|'.join(ASGI_APPS)}", file=sys.stderr)
+        return 2
+    count = import_standard_extensions()
+    check_tls_and_time_zones()
+    load_service(arguments[0])
+    hand_app_files_to_the_app_user()
+    print(
+        f"runtime-check: {count} standard extension modules, TLS, time zones and "
+        f"{arguments[0]} load; bytecode kept for what they imported"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

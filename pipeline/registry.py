@@ -1,0 +1,314 @@
+"""The OCI registry the pipeline runs for itself: one container, its data in a named volume.
+
+`ensure_registry()` starts the container `dashtam-registry` from the selected image source
+(registry:3 upstream, the Debian stand-in in air-gapped mode), or reuses it when it already
+runs healthy as asked, and returns the address to push to: `localhost:<port>`. Docker trusts
+a registry on 127.0.0.0/8 without TLS, so pushing there needs no daemon configuration.
+
+The container is published on 127.0.0.1 only and runs as 999:999 with a read-only root
+filesystem, no capabilities and no-new-privileges; the registry writes nowhere but its data
+directory, the named volume `dashtam-registry-data`. `stop_registry()` removes the container
+and never the volume: the next start serves what was pushed before.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from pipeline import engine, image_sources, preflight
+from pipeline.errors import PipelineError
+from pipeline.process import last_line, run
+from pipeline.stack import port_is_free
+
+CONTAINER_NAME = "dashtam-registry"
+VOLUME_NAME = "dashtam-registry-data"
+PORT_VARIABLE = "DASHTAM_REGISTRY_PORT"
+DEFAULT_PORT = 5000
+HOST_IP = "127.0.0.1"
+# The upstream image's contract, which the stand-in keeps.
+REGISTRY_PORT = 5000
+DATA_DIRECTORY = "/var/lib/registry"
+# The stand-in's docker-registry account; upstream's image has none and runs as root, so the
+# ID is given here for both, and a fresh volume is handed to it before the first start.
+RUN_AS = "999:999"
+# Marks the containers this module made; one of that name without it is someone else's and is
+# never replaced or removed.
+ROLE_LABEL = "dashtam.role"
+ROLE = "registry"
+# Both images have a wget (BusyBox's) and /v2/ answers 200 once the registry serves.
+HEALTH_COMMAND = f"wget -q --spider http://127.0.0.1:{REGISTRY_PORT}/v2/"
+HEALTHY_TIMEOUT_SECONDS = 60
+STOP_TIMEOUT_SECONDS = 10
+START_HINT = "rerun `nox -s registry`"
+
+
+def registry_port() -> int:
+    """DASHTAM_REGISTRY_PORT, or 5000 when it is unset."""
+    value = os.environ.get(PORT_VARIABLE, "").strip()
+    if not value:
+        return DEFAULT_PORT
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise PipelineError(
+            f"{PORT_VARIABLE}={value!r} is not a port; set it to a number from 1 to 65535 "
+            f"(unset, the registry uses {DEFAULT_PORT})."
+        )
+    return int(value)
+
+
+def ensure_registry(
+    name: str = CONTAINER_NAME, volume: str = VOLUME_NAME, port: int | None = None
+) -> str:
+    """Start the registry (or reuse the running one) and return its address, localhost:<port>.
+
+    A container of this name that runs healthy from the selected image, on this port and
+    volume, is reused as it is. One that differs, has stopped or is unhealthy is replaced;
+    the data stays in the volume. A port something else holds stops it before any change.
+    """
+    port = registry_port() if port is None else port
+    preflight.require_engine()
+    source = image_sources.require_image_source()
+    image = image_sources.image_references(source)["REGISTRY_IMAGE"]
+    address = f"localhost:{port}"
+    existing = inspect_container(name)
+    if existing is not None:
+        require_made_here(existing, name)
+        if (
+            is_as_asked(existing, image, volume, port)
+            and existing["State"]["Running"]
+            and wait_until_healthy(name) == "healthy"
+        ):
+            return address
+    # The container being replaced may hold the port itself; anything else holding it stops
+    # the start before the container is touched.
+    holds_the_port = (
+        existing is not None
+        and existing["State"]["Running"]
+        and published(existing) == [(HOST_IP, str(port))]
+    )
+    if not holds_the_port and not port_is_free(HOST_IP, port):
+        raise port_taken(port)
+    if existing is not None:
+        remove_container(name)
+    if source == image_sources.UPSTREAM:
+        pull_if_missing(image)
+    prepare_volume(image, volume)
+    start_container(name, image, volume, port)
+    status = wait_until_healthy(name)
+    if status != "healthy":
+        raise PipelineError(
+            f"the registry container {name} is {status} rather than healthy "
+            f"({unhealthy_detail(name)}); see `docker logs {name}`, then {START_HINT}."
+        )
+    return address
+
+
+def stop_registry(name: str = CONTAINER_NAME) -> bool:
+    """Stop and remove the registry container (never its volume); False when there was none."""
+    preflight.require_engine()
+    existing = inspect_container(name)
+    if existing is None:
+        return False
+    require_made_here(existing, name)
+    run(["docker", "container", "stop", "--time", str(STOP_TIMEOUT_SECONDS), name])
+    remove_container(name)
+    return True
+
+
+def inspect_container(name: str) -> dict | None:
+    """`docker container inspect` of the container with this name, or None."""
+    result = run(["docker", "container", "inspect", name])
+    if result.returncode != 0:
+        return None
+    return json.loads(result.stdout)[0]
+
+
+def require_made_here(details: dict, name: str) -> None:
+    """Refuse to touch a container of this name that this module did not make."""
+    labels = details["Config"].get("Labels") or {}
+    if labels.get(ROLE_LABEL) != ROLE:
+        raise PipelineError(
+            f"a container named {name} exists that the pipeline did not start; rename or "
+            f"remove it (`docker rm -f {name}`), then {START_HINT}."
+        )
+
+
+def is_as_asked(details: dict, image: str, volume: str, port: int) -> bool:
+    """Whether a container runs this image, on this host port and with this data volume."""
+    data_mounts = [
+        mount.get("Name")
+        for mount in details.get("Mounts") or []
+        if mount.get("Destination") == DATA_DIRECTORY
+    ]
+    return (
+        details["Config"].get("Image") == image
+        and published(details) == [(HOST_IP, str(port))]
+        and data_mounts == [volume]
+    )
+
+
+def published(details: dict) -> list[tuple[str, str]]:
+    """(host IP, host port) of every binding of the registry's port."""
+    bindings = (details["HostConfig"].get("PortBindings") or {}).get(f"{REGISTRY_PORT}/tcp")
+    return [(binding["HostIp"], binding["HostPort"]) for binding in bindings or []]
+
+
+def port_taken(port: int) -> PipelineError:
+    return PipelineError(
+        f"port {port} on {HOST_IP} is already in use by something else; set {PORT_VARIABLE} "
+        f"to a free port (e.g. {PORT_VARIABLE}={port + 1}) or stop what holds {port}, "
+        f"then {START_HINT}."
+    )
+
+
+def remove_container(name: str) -> None:
+    result = run(["docker", "container", "rm", "--force", "--volumes", name])
+    if result.returncode != 0 and inspect_container(name) is not None:
+        raise PipelineError(
+            f"cannot remove the registry container {name} ({last_line(result.stderr)}); "
+            f"remove it with `docker rm -f {name}`, then {START_HINT}."
+        )
+
+
+def pull_if_missing(image: str) -> None:
+    if engine.image_exists(image):
+        return
+    pulled = run(["docker", "pull", image], timeout=900)
+    if pulled.returncode != 0:
+        raise PipelineError(
+            f"cannot pull {image} ({last_line(pulled.stderr)}); without a registry to pull "
+            f"from, set {image_sources.SOURCE_VARIABLE}=airgap and run `nox -s base-images`, "
+            f"then {START_HINT}."
+        )
+
+
+def prepare_volume(image: str, volume: str) -> None:
+    """Hand the data volume's top directory to RUN_AS (`docker run` creates a new volume).
+
+    The volume is mounted `nocopy` here and in the registry: otherwise Docker copies the
+    image's data directory, and its owner (root in the upstream image), into it at every
+    mount for as long as it is empty. A throwaway root container with the one capability
+    chown needs, and no network, gives it to the registry's user; the registry itself never
+    runs as root.
+    """
+    handed_over = run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--pull",
+            "never",
+            "--network",
+            "none",
+            "--user",
+            "0:0",
+            "--cap-drop",
+            "ALL",
+            "--cap-add",
+            "CHOWN",
+            "--security-opt",
+            "no-new-privileges",
+            "--volume",
+            f"{volume}:{DATA_DIRECTORY}:nocopy",
+            "--entrypoint",
+            "chown",
+            image,
+            RUN_AS,
+            DATA_DIRECTORY,
+        ]
+    )
+    if handed_over.returncode != 0:
+        raise PipelineError(
+            f"cannot prepare the registry's volume {volume} with {image} "
+            f"({docker_reason(handed_over.stderr)}); fix the cause, then {START_HINT}."
+        )
+
+
+def start_container(name: str, image: str, volume: str, port: int) -> None:
+    started = run(
+        [
+            "docker",
+            "run",
+            "--detach",
+            "--name",
+            name,
+            "--label",
+            f"{ROLE_LABEL}={ROLE}",
+            "--pull",
+            "never",
+            "--user",
+            RUN_AS,
+            "--read-only",
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+            "--publish",
+            f"{HOST_IP}:{port}:{REGISTRY_PORT}",
+            "--volume",
+            f"{volume}:{DATA_DIRECTORY}:nocopy",
+            "--health-cmd",
+            HEALTH_COMMAND,
+            "--health-interval",
+            "10s",
+            "--health-timeout",
+            "3s",
+            "--health-retries",
+            "3",
+            "--health-start-period",
+            "30s",
+            "--health-start-interval",
+            "200ms",
+            image,
+        ]
+    )
+    if started.returncode == 0:
+        return
+    reason = docker_reason(started.stderr)
+    if "port is already allocated" in reason or "address already in use" in reason:
+        remove_container(name)  # created, but never started
+        raise port_taken(port)
+    if "is already in use by container" in reason:
+        raise PipelineError(
+            f"another process started a container named {name} at the same moment; {START_HINT} "
+            "to reuse it."
+        )
+    raise PipelineError(
+        f"cannot start the registry container {name} from {image} ({reason}); fix the cause, "
+        f"then {START_HINT}."
+    )
+
+
+def docker_reason(stderr: str | None) -> str:
+    """What `docker run` said went wrong, without the usage hint it prints after it."""
+    lines = [line for line in (stderr or "").splitlines() if not line.startswith("Run 'docker")]
+    return last_line("\n".join(lines)).removeprefix("docker: ")
+
+
+def wait_until_healthy(name: str) -> str:
+    """Wait while the healthcheck is still starting; the status it settles on, or `exited`."""
+    deadline = time.monotonic() + HEALTHY_TIMEOUT_SECONDS
+    while True:
+        details = inspect_container(name)
+        if details is None:
+            return "gone"
+        state = details["State"]
+        if not state["Running"]:
+            return "exited"
+        status = (state.get("Health") or {}).get("Status", "no healthcheck")
+        if status != "starting" or time.monotonic() > deadline:
+            return status
+        time.sleep(0.1)
+
+
+def unhealthy_detail(name: str) -> str:
+    """The last thing the container or its healthcheck said."""
+    details = inspect_container(name)
+    if details is None:
+        return "the container is gone"
+    probes = (details["State"].get("Health") or {}).get("Log") or []
+    if details["State"]["Running"] and probes:
+        return f"healthcheck: {last_line(probes[-1].get('Output'))}"
+    logs = run(["docker", "container", "logs", "--tail", "20", name])
+    return f"exit code {details['State']['ExitCode']}: {last_line(logs.stdout + logs.stderr)}"

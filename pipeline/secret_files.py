@@ -1,0 +1,70 @@
+"""prod's secrets as files: the set Compose mounts under /run/secrets, and how to make one.
+
+No secret of prod is an environment variable or a command-line argument, where `docker
+inspect` and `ps` would show it: PostgreSQL reads its password through POSTGRES_PASSWORD_FILE,
+Redis its users from an ACL file that holds only the password's SHA-256, and our services
+read theirs through *_FILE settings. The folder is named by DASHTAM_SECRETS_DIR.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from pathlib import Path
+
+from pipeline.errors import PipelineError
+
+# The env file variable naming the folder that holds the files below.
+SECRETS_DIR_VARIABLE = "DASHTAM_SECRETS_DIR"
+# File names, not secrets.
+POSTGRES_PASSWORD = "postgres_password"  # noqa: S105
+REDIS_PASSWORD = "redis_password"  # noqa: S105
+REDIS_USERS = "redis_users.acl"
+SECRET_FILES = (POSTGRES_PASSWORD, REDIS_PASSWORD, REDIS_USERS)
+
+# The folder holds the only copy on the host; each file is readable inside the containers
+# that mount it (PostgreSQL and Redis run as 999, our services as 1000).
+DIRECTORY_MODE = 0o700
+FILE_MODE = 0o444
+
+
+def redis_users(password: str) -> str:
+    """Redis' ACL file: the default user, every command, authenticated by the password's hash."""
+    digest = hashlib.sha256(password.encode()).hexdigest()
+    return f"user default on #{digest} ~* &* +@all\n"
+
+
+def write_secret_files(directory: Path) -> list[Path]:
+    """A fresh set of secret files in `directory`; refuses to overwrite any file already there."""
+    existing = [directory / name for name in SECRET_FILES if (directory / name).exists()]
+    if existing:
+        raise PipelineError(
+            f"{existing[0]} already exists; the secrets there are kept. Choose an empty "
+            "folder, or move the old files aside first."
+        )
+    directory.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
+    directory.chmod(DIRECTORY_MODE)
+    postgres_password = secrets.token_urlsafe(24)
+    redis_password = secrets.token_urlsafe(24)
+    contents = {
+        POSTGRES_PASSWORD: postgres_password + "\n",
+        REDIS_PASSWORD: redis_password + "\n",
+        REDIS_USERS: redis_users(redis_password),
+    }
+    written = []
+    for name, content in contents.items():
+        path = directory / name
+        path.write_text(content)
+        path.chmod(FILE_MODE)
+        written.append(path)
+    return written
+
+
+def secret_values(directory: Path) -> list[str]:
+    """The secret values a set of files holds (the passwords), to look for where they must
+    never be: container configuration, command lines, image layers."""
+    return [
+        (directory / name).read_text().strip()
+        for name in (POSTGRES_PASSWORD, REDIS_PASSWORD)
+        if (directory / name).is_file()
+    ]

@@ -1,0 +1,64 @@
+"""The registry's port setting and when a running container counts as the one asked for."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline import registry
+from pipeline.errors import PipelineError
+
+IMAGE = "dashtam-airgap/registry:2-debian13"
+VOLUME = "dashtam-registry-data"
+
+
+def inspected(image: str = IMAGE, host_ip: str = "127.0.0.1", port: str = "5000") -> dict:
+    """The parts of `docker container inspect` the module reads."""
+    return {
+        "Config": {"Image": image, "Labels": {registry.ROLE_LABEL: registry.ROLE}},
+        "HostConfig": {"PortBindings": {"5000/tcp": [{"HostIp": host_ip, "HostPort": port}]}},
+        "Mounts": [{"Type": "volume", "Name": VOLUME, "Destination": "/var/lib/registry"}],
+    }
+
+
+def test_port_is_5000_when_the_setting_is_unset(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv(registry.PORT_VARIABLE, raising=False)
+    assert registry.registry_port() == 5000
+
+
+def test_port_comes_from_the_setting(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv(registry.PORT_VARIABLE, " 5001 ")
+    assert registry.registry_port() == 5001
+
+
+@pytest.mark.parametrize("value", ["five", "0", "65536", "-1", "5000.0"])
+def test_a_value_that_is_no_port_is_named_with_the_setting(
+    monkeypatch: pytest.MonkeyPatch, value: str
+):
+    monkeypatch.setenv(registry.PORT_VARIABLE, value)
+    with pytest.raises(PipelineError, match=rf"^{registry.PORT_VARIABLE}='{value}' is not a port"):
+        registry.registry_port()
+
+
+@pytest.mark.parametrize(
+    ("details", "as_asked"),
+    [
+        (inspected(), True),
+        (inspected(image="registry:3.1.1"), False),
+        (inspected(host_ip="0.0.0.0"), False),  # noqa: S104 - a binding, not a listener
+        (inspected(port="5001"), False),
+    ],
+    ids=["same", "other-image", "other-host-ip", "other-port"],
+)
+def test_a_container_is_reused_only_as_asked(details: dict, as_asked: bool):
+    assert registry.is_as_asked(details, IMAGE, VOLUME, 5000) is as_asked
+
+
+def test_a_container_on_another_volume_is_not_as_asked():
+    assert not registry.is_as_asked(inspected(), IMAGE, "another-volume", 5000)
+
+
+def test_a_container_without_the_label_is_refused_by_name():
+    details = inspected()
+    details["Config"]["Labels"] = {}
+    with pytest.raises(PipelineError, match="named dashtam-registry exists"):
+        registry.require_made_here(details, "dashtam-registry")

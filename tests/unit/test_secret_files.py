@@ -1,0 +1,55 @@
+"""prod's secret files: a fresh set, never overwritten, and Redis' ACL holding a hash only."""
+
+from __future__ import annotations
+
+import hashlib
+import stat
+from pathlib import Path
+
+import pytest
+
+from pipeline import secret_files
+from pipeline.errors import PipelineError
+
+
+def test_a_fresh_set_holds_every_file_private_to_its_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "prod"
+    written = secret_files.write_secret_files(folder)
+    assert sorted(path.name for path in written) == sorted(secret_files.SECRET_FILES)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700, "the folder: expected mode 0700"
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in written}
+    assert set(modes.values()) == {0o444}, f"secret files: expected mode 0444, found {modes}"
+
+
+def test_two_sets_never_share_a_password(tmp_path: Path) -> None:
+    first = secret_files.write_secret_files(tmp_path / "a")
+    second = secret_files.write_secret_files(tmp_path / "b")
+    assert not set(secret_files.secret_values(first[0].parent)) & set(
+        secret_files.secret_values(second[0].parent)
+    ), "two fresh sets: expected different passwords"
+
+
+def test_the_redis_acl_holds_the_password_hash_not_the_password(tmp_path: Path) -> None:
+    secret_files.write_secret_files(tmp_path)
+    password = (tmp_path / secret_files.REDIS_PASSWORD).read_text().strip()
+    acl = (tmp_path / secret_files.REDIS_USERS).read_text()
+    assert password not in acl, "redis_users.acl: expected no plain password"
+    assert f"#{hashlib.sha256(password.encode()).hexdigest()}" in acl, (
+        f"redis_users.acl: expected the password's SHA-256, found {acl!r}"
+    )
+    assert acl.startswith("user default on "), f"redis_users.acl: found {acl!r}"
+
+
+def test_an_existing_secret_file_is_never_overwritten(tmp_path: Path) -> None:
+    kept = tmp_path / secret_files.POSTGRES_PASSWORD
+    kept.write_text("the operator's own\n")
+    with pytest.raises(PipelineError, match="already exists; the secrets there are kept"):
+        secret_files.write_secret_files(tmp_path)
+    assert kept.read_text() == "the operator's own\n"
+    assert not (tmp_path / secret_files.REDIS_PASSWORD).exists()
+
+
+def test_secret_values_are_the_passwords(tmp_path: Path) -> None:
+    secret_files.write_secret_files(tmp_path)
+    values = secret_files.secret_values(tmp_path)
+    assert len(values) == 2 and all(len(value) >= 24 for value in values), values
