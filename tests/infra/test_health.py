@@ -26,7 +26,17 @@ def test_service_is_healthy_with_no_failures_or_restarts(
         "(health, failing streak, restart count)",
         ("healthy", 0, 0),
         found,
-    )
+    ) + last_failed_probe(health)
+
+
+def last_failed_probe(health: dict) -> str:
+    """What the newest failed probe said, so a failure names its cause."""
+    failed = [probe for probe in health.get("Log") or [] if probe.get("ExitCode") != 0]
+    if not failed:
+        return ""
+    probe = failed[-1]
+    output = " ".join((probe.get("Output") or "").split())[:300]
+    return f"; last failed probe at {probe.get('Start')}: exit {probe.get('ExitCode')}, {output!r}"
 
 
 def fetch(target, facts, service: str, path: str):
