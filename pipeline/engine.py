@@ -31,6 +31,15 @@ def image_exists(reference: str) -> bool:
     return image_id(reference) is not None
 
 
+def missing_images(references: list[str]) -> list[str]:
+    """The references (repository:tag) that name no image in the local store, in one
+    `docker image ls` rather than one inspect each. All of them when the engine cannot say."""
+    filters = [f"--filter=reference={reference}" for reference in references]
+    result = run(["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", *filters])
+    present = set(result.stdout.split()) if result.returncode == 0 else set()
+    return [reference for reference in references if reference not in present]
+
+
 def image_size(reference: str) -> int:
     result = run(["docker", "image", "inspect", "--format", "{{.Size}}", reference])
     if result.returncode != 0:

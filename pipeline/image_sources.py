@@ -111,4 +111,4 @@ def require_image_source() -> str:
 
 def missing_stand_ins() -> list[str]:
     """The stand-ins (stable references) not in the local image store."""
-    return [image.airgap for image in BASE_IMAGES if not engine.image_exists(image.airgap)]
+    return engine.missing_images([image.airgap for image in BASE_IMAGES])

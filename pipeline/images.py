@@ -195,13 +195,15 @@ def build_stages(
     show=False keeps BuildKit's output to itself unless a step fails; extra_tags are tagged
     too, by the same bake, so they name exactly what it built (a verify run's own tag).
     """
-    preflight.require_engine()
-    preflight.require_buildx()
-    preflight.require_lock_file()
     for name in stage_names:
         stage(name)
-    source = image_sources.require_image_source()
-    commit = clean_commit_sha()
+    *_, source, commit = preflight.require_all(
+        preflight.require_engine,
+        preflight.require_buildx,
+        preflight.require_lock_file,
+        image_sources.require_image_source,
+        clean_commit_sha,
+    )
     tags = {
         name: stage_tags(name, commit) + [f"{image_name(name)}:{tag}" for tag in extra_tags]
         for name in stage_names

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from pipeline.environments import ROOT
 from pipeline.errors import PipelineError
@@ -98,3 +100,15 @@ def require_lock_file() -> None:
         raise PipelineError(
             "uv.lock is out of date with pyproject.toml; run `uv lock` and commit both."
         )
+
+
+def require_all(*checks: Callable[[], object]) -> list[object]:
+    """Run independent checks at once and return their results in order.
+
+    Each check mostly waits on a process (`docker version`, `uv lock --check`, …), so a
+    no-op build pays for the slowest instead of their sum. A failure is raised as if they
+    had run one after another: the first failing check in the order given.
+    """
+    with ThreadPoolExecutor(max_workers=len(checks)) as pool:
+        futures = [pool.submit(check) for check in checks]
+    return [future.result() for future in futures]

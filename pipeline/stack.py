@@ -319,9 +319,9 @@ def _common_variables(environment: Environment) -> dict[str, str]:
 
 
 def _preflight() -> None:
-    preflight.require_engine()
-    preflight.require_compose()
-    image_sources.require_image_source()
+    preflight.require_all(
+        preflight.require_engine, preflight.require_compose, image_sources.require_image_source
+    )
 
 
 def operator_stack(environment: Environment) -> Stack:

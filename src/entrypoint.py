@@ -1,6 +1,7 @@
 """The container entrypoint: `python -m src.entrypoint app|callback [--reload]`.
 
-For `app` it runs the Alembic migrations to head, then serves with uvicorn in the same
+For `app` it runs the Alembic migrations to head (skipped when the database is already at
+the head the image's build recorded), then serves with uvicorn in the same
 process: PID 1 is the server and receives SIGTERM directly, and what the migrations already
 imported (pydantic, the settings) is not imported a second time by a new interpreter, so
 the service answers sooner after a start. `callback` skips the migrations. Every startup
@@ -17,12 +18,15 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from src.ports import APP_PORT, CALLBACK_PORT
-from src.settings import SharedSettings, get_settings, get_shared_settings
+from src.settings import Settings, SharedSettings, get_settings, get_shared_settings
 
 # The directory holding src/, alembic/ and alembic.ini: /app in the image, the repo on a host.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SOURCE_DIR = PROJECT_ROOT / "src"
 ALEMBIC_INI = PROJECT_ROOT / "alembic.ini"
+# The revisions the shipped migrations end at, written by the production build
+# (docker/runtime-check.py, from the same alembic/ folder); absent in development.
+RECORDED_HEADS = PROJECT_ROOT / "alembic" / "heads"
 
 # Service name -> (ASGI application, port).
 SERVICES: dict[str, tuple[str, int]] = {
@@ -142,6 +146,45 @@ def run_migrations(alembic_ini: Path = ALEMBIC_INI) -> None:
         ) from error
 
 
+def recorded_heads(path: Path) -> set[str]:
+    """The head revisions the image's build recorded (empty when it recorded none)."""
+    try:
+        return set(path.read_text().split())
+    except OSError:
+        return set()
+
+
+def database_is_at(heads: set[str], settings: Settings) -> bool:
+    """Whether the database's Alembic version is exactly `heads`, asked in one query.
+
+    A restart of an up-to-date app then skips importing and running Alembic, the larger part
+    of its start. Any doubt (no answer, no version table yet, another version) is False:
+    Alembic runs, and reports what is wrong as it always does.
+    """
+    from src.connections import connect_postgres
+
+    try:
+        connection = connect_postgres(settings)
+    except Exception:
+        return False
+    try:
+        rows = connection.run("SELECT version_num FROM alembic_version")
+    except Exception:
+        return False
+    finally:
+        connection.close()
+    return bool(heads) and {row[0] for row in rows} == heads
+
+
+def migrate(settings: Settings) -> None:
+    """Bring the database to the migrations' head, unless it is provably there already."""
+    heads = recorded_heads(RECORDED_HEADS)
+    if heads and database_is_at(heads, settings):
+        print(f"dashtam: the database is at {' '.join(sorted(heads))}; no migration to run")
+        return
+    run_migrations()
+
+
 def parse_arguments(arguments: Sequence[str]) -> tuple[str, bool]:
     """(service, reload) from the command line, or StartupError for a usage mistake."""
     if not arguments or arguments[0] not in SERVICES:
@@ -172,7 +215,7 @@ def main(arguments: Sequence[str] | None = None) -> int:
             ) from error
         check_tls_files(settings)
         if service == "app":
-            run_migrations()
+            migrate(settings)
     except StartupError as error:
         print(f"dashtam: {error}", file=sys.stderr)
         return 1

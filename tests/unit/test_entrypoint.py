@@ -100,6 +100,85 @@ def test_app_migrates_to_head_and_then_serves(exec_calls, upgrades) -> None:
     assert exec_calls == [entrypoint.uvicorn_options("app", get_settings(), reload=False)]
 
 
+class FakeConnection:
+    """pg8000.native.Connection's run/close, answering one query with rows or an error."""
+
+    def __init__(self, rows: list[list[str]] | None = None, error: Exception | None = None):
+        self.rows, self.error, self.closed = rows, error, False
+
+    def run(self, _sql: str) -> list[list[str]]:
+        if self.error:
+            raise self.error
+        return self.rows or []
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def recorded_heads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """The heads file the production build writes, recording revision 0001."""
+    heads = tmp_path / "heads"
+    heads.write_text("0001\n")
+    monkeypatch.setattr(entrypoint, "RECORDED_HEADS", heads)
+    return heads
+
+
+def database_answering(monkeypatch: pytest.MonkeyPatch, connection) -> list[FakeConnection]:
+    """connect_postgres replaced: each call returns `connection` or raises it; the calls."""
+    import src.connections
+
+    made: list[FakeConnection] = []
+
+    def connect(_settings):
+        if isinstance(connection, Exception):
+            raise connection
+        made.append(connection)
+        return connection
+
+    monkeypatch.setattr(src.connections, "connect_postgres", connect)
+    return made
+
+
+def test_an_app_whose_database_is_at_the_recorded_head_serves_without_alembic(
+    monkeypatch, recorded_heads, exec_calls, upgrades, capsys
+) -> None:
+    made = database_answering(monkeypatch, FakeConnection(rows=[["0001"]]))
+    assert entrypoint.main(["app"]) == 0
+    assert upgrades == [], "Alembic ran although the database was at the recorded head"
+    assert made and made[0].closed, "the version query's connection was left open"
+    assert "at 0001; no migration to run" in capsys.readouterr().out
+    assert exec_calls == [entrypoint.uvicorn_options("app", get_settings(), reload=False)]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        FakeConnection(rows=[["0000"]]),
+        FakeConnection(rows=[]),
+        FakeConnection(error=Exception('relation "alembic_version" does not exist')),
+        ConnectionRefusedError(111, "Connection refused"),
+    ],
+    ids=["an older revision", "no revision", "no version table yet", "no answer"],
+)
+def test_an_app_whose_database_is_not_provably_at_head_runs_alembic(
+    monkeypatch, recorded_heads, exec_calls, upgrades, answer
+) -> None:
+    database_answering(monkeypatch, answer)
+    assert entrypoint.main(["app"]) == 0
+    assert upgrades == [(str(entrypoint.ALEMBIC_INI), "head")]
+
+
+def test_without_recorded_heads_alembic_runs_and_nothing_is_asked_first(
+    monkeypatch, tmp_path, exec_calls, upgrades
+) -> None:
+    monkeypatch.setattr(entrypoint, "RECORDED_HEADS", tmp_path / "absent")
+    made = database_answering(monkeypatch, FakeConnection(rows=[["0001"]]))
+    assert entrypoint.main(["app"]) == 0
+    assert upgrades == [(str(entrypoint.ALEMBIC_INI), "head")]
+    assert made == [], "the database was asked although no heads were recorded"
+
+
 def test_callback_starts_without_migrating(exec_calls, upgrades) -> None:
     entrypoint.main(["callback", "--reload"])
     assert upgrades == []

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -101,14 +102,19 @@ def test_the_healthcheck_imports_no_web_framework() -> None:
     assert result.stdout.strip() == "[]"
 
 
+REPLY_200 = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+
+
 class _Answer(threading.Thread):
     """A one-shot server on 127.0.0.1 that answers the first request with `reply` (or, with
     tls, completes a TLS handshake with a fresh self-signed certificate first)."""
 
-    def __init__(self, reply: bytes, tls_files: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self, reply: bytes, tls_files: tuple[str, str] | None = None, port: int = 0
+    ) -> None:
         super().__init__(daemon=True)
         self.reply = reply
-        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener = socket.create_server(("127.0.0.1", port))
         self.port = self.listener.getsockname()[1]
         self.request = b""
         self.tls_files = tls_files
@@ -166,3 +172,27 @@ def test_the_plain_http_probe_does_not_load_tls() -> None:
         [sys.executable, "-S", "-c", probe], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False", "importing the probe loaded ssl"
+
+
+def free_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        return probe.getsockname()[1]
+
+
+def test_a_probe_of_a_starting_server_answers_once_it_listens() -> None:
+    """Docker sees the service healthy when it starts listening, not at its next probe."""
+    port = free_port()
+    servers: list[_Answer] = []
+    threading.Timer(0.3, lambda: servers.append(_Answer(REPLY_200, port=port))).start()
+    began = time.monotonic()
+    assert healthcheck.fetch_status(f"http://127.0.0.1:{port}/health", wait=5) == 200
+    assert time.monotonic() - began < 3, "the probe waited past the server's start"
+
+
+def test_a_port_that_keeps_refusing_fails_the_probe_after_the_wait() -> None:
+    port = free_port()
+    began = time.monotonic()
+    with pytest.raises(ConnectionRefusedError):
+        healthcheck.fetch_status(f"http://127.0.0.1:{port}/health", wait=0.2)
+    waited = time.monotonic() - began
+    assert 0.15 < waited < 2, f"expected to give up after about 0.2 s, gave up after {waited:.2f} s"

@@ -7,6 +7,7 @@ it checks; only its command line is tested here.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import subprocess
 import sys
@@ -190,14 +191,14 @@ def test_inventory_usage_errors_exit_2(inventory, capsys, arguments):
 
 @pytest.fixture
 def runtime_check(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """runtime-check.py, loaded; its import turns bytecode writing back on, undone after."""
-    monkeypatch.setattr(sys, "dont_write_bytecode", sys.dont_write_bytecode)
+    """runtime-check.py, loaded, with every step that touches the image failing the test."""
     module = load("runtime-check.py")
     # A usage error must stop before any check: each would fail the test.
     for name in (
         "import_standard_extensions",
         "check_tls_and_time_zones",
         "load_service",
+        "compile_what_loaded",
         "hand_app_files_to_the_app_user",
     ):
         monkeypatch.setattr(module, name, lambda *_, name=name: pytest.fail(f"{name} ran"))
@@ -229,3 +230,21 @@ def test_run_without_arguments_the_scripts_exit_2(script):
         f"{script}: expected exit 2, found {result.returncode}: {result.stderr}"
     )
     assert result.stderr.startswith("usage: "), f"{script}: expected usage, found {result.stderr}"
+
+
+def test_a_module_loaded_without_bytecode_gets_it_and_one_that_has_it_is_left(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    """What the interpreter loaded before any bytecode could be written (encodings, the
+    venv's .pth hook, the script's own imports) is compiled too: the runtime never can."""
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "loaded_at_start.py").write_text("VALUE = 1\n")
+    module = importlib.import_module("loaded_at_start")
+    monkeypatch.delitem(sys.modules, "loaded_at_start")
+    cached = Path(module.__spec__.cached)
+    assert not cached.exists(), "the test module must start without bytecode"
+    check = load("runtime-check.py")
+    assert check.compile_what_loaded([module]) == 1
+    assert cached.is_file(), f"expected bytecode at {cached}"
+    assert check.compile_what_loaded([module]) == 0, "bytecode already there is kept as it is"

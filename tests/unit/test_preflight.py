@@ -1,0 +1,63 @@
+"""Preflight checks run side by side, and one `docker image ls` answers which images are missing."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+
+import pytest
+
+from pipeline import engine, preflight
+from pipeline.errors import PipelineError
+
+
+def test_checks_run_at_once_and_return_their_results_in_order():
+    started = threading.Barrier(3, timeout=5)
+
+    def check(value: str):
+        # Each waits for the other two: only checks running at the same time get past it.
+        return lambda: (started.wait(), value)[1]
+
+    assert preflight.require_all(check("engine"), check("buildx"), check("lock")) == [
+        "engine",
+        "buildx",
+        "lock",
+    ]
+
+
+def test_the_first_failing_check_in_the_given_order_is_the_one_reported():
+    def slow_failure():
+        time.sleep(0.2)
+        raise PipelineError("the Docker daemon is not reachable")
+
+    def quick_failure():
+        raise PipelineError("base image dashtam-airgap/python is missing")
+
+    with pytest.raises(PipelineError, match="daemon is not reachable"):
+        preflight.require_all(slow_failure, quick_failure)
+
+
+def listing(stdout: str, returncode: int = 0):
+    def run(arguments, **_):
+        return subprocess.CompletedProcess(arguments, returncode, stdout, "")
+
+    return run
+
+
+def test_missing_images_are_those_the_listing_does_not_name(monkeypatch):
+    monkeypatch.setattr(engine, "run", listing("dashtam-airgap/python:3.13-debian13\n"))
+    wanted = ["dashtam-airgap/python:3.13-debian13", "dashtam-airgap/redis:8-debian13"]
+    assert engine.missing_images(wanted) == ["dashtam-airgap/redis:8-debian13"]
+
+
+def test_a_tag_that_only_shares_a_prefix_does_not_count_as_present(monkeypatch):
+    monkeypatch.setattr(engine, "run", listing("dashtam-airgap/python:3.13-debian13-old\n"))
+    assert engine.missing_images(["dashtam-airgap/python:3.13-debian13"]) == [
+        "dashtam-airgap/python:3.13-debian13"
+    ]
+
+
+def test_every_image_is_missing_when_the_engine_cannot_list_them(monkeypatch):
+    monkeypatch.setattr(engine, "run", listing("", returncode=1))
+    assert engine.missing_images(["a:1", "b:2"]) == ["a:1", "b:2"]
