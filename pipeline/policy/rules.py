@@ -122,10 +122,9 @@ def read_only_root(view: ServiceView, control: Control, context: Context) -> Ver
 @rule("resource-limits")
 def resource_limits(view: ServiceView, control: Control, context: Context) -> Verdict:
     limits = {"memory": view.memory_limit, "cpus": view.cpu_limit, "pids": view.pids_limit}
+    missing = sorted(name for name, value in limits.items() if not value)
     return _verdict(
-        sorted(name for name, value in limits.items() if not value),
-        "memory, cpus and pids limits",
-        "limits",
+        [f"no {name} limit" for name in missing], "memory, cpus and pids limits", "limits"
     )
 
 
