@@ -1,21 +1,27 @@
 """Run in the runtime image while it is built: what ships must load, and what loads ships compiled.
 
-    python runtime-check.py SERVICE        (SERVICE: app | callback; env APP_UID, APP_GID)
+    python runtime-check.py dependencies PYPROJECT   (the runtime stage, shared by both images)
+    python runtime-check.py SERVICE                  (SERVICE: app | callback)
+    env APP_UID, APP_GID: who gets the files under /app
 
+`dependencies`, what does not depend on the source, once for both images:
 1. Every extension module of the standard library imports (a library that only `dlopen`
    finds would otherwise fail in a running container, not here).
 2. TLS: a default client context finds the trust store; time zones: a zoneinfo lookup.
-3. The service loads as far as it can without PostgreSQL and Redis: uvicorn's configuration
+3. Each runtime dependency PYPROJECT names imports (its top-level modules).
+SERVICE, in the service's own image:
+4. The service loads as far as it can without PostgreSQL and Redis: uvicorn's configuration
    imports the ASGI app and its protocol implementations; for the app, the migrations too,
    whose head revisions it records in /app/alembic/heads for the entrypoint.
 
-Then every module this run loaded from source is compiled to __pycache__ beside it (the
+Then every module the run loaded from source is compiled to __pycache__ beside it (the
 image's runtime sets PYTHONDONTWRITEBYTECODE and has a read-only root: this is the only time
 bytecode is written), so a cold start reads bytecode instead of compiling on every start —
 the modules the interpreter loads before any script (encodings, the venv's .pth hook) and
-this script's own imports included, which writing bytecode on import would miss. Files
-under /app are handed to APP_UID:APP_GID. A failure prints one line naming it and stops the
-build.
+this script's own imports included, which writing bytecode on import would miss. What the
+dependencies load is compiled in the shared stage, so a source change compiles only the
+rest. Files under /app are handed to APP_UID:APP_GID. A failure prints one line naming it
+and stops the build.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import compileall
 import importlib
 import os
 import py_compile
+import re
 import ssl
 import sys
 from collections.abc import Iterable
@@ -65,6 +72,34 @@ def check_tls_and_time_zones() -> None:
         zoneinfo.ZoneInfo("Europe/Berlin")
     except zoneinfo.ZoneInfoNotFoundError as error:
         fail(f"time zones: {error}; ship the tz database or the tzdata package")
+
+
+def canonical_name(distribution: str) -> str:
+    """A distribution's normalized name (PEP 503): Pydantic_Settings -> pydantic-settings."""
+    return re.sub(r"[-_.]+", "-", distribution).lower()
+
+
+def import_dependencies(pyproject: Path) -> int:
+    """Import the top-level modules of each runtime dependency pyproject.toml names; how many."""
+    import tomllib
+    from importlib.metadata import packages_distributions
+
+    requirements = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    wanted = {canonical_name(re.match(r"[A-Za-z0-9._-]+", item).group()) for item in requirements}
+    modules: dict[str, list[str]] = {name: [] for name in wanted}
+    for module, distributions in packages_distributions().items():
+        for distribution in {canonical_name(name) for name in distributions} & wanted:
+            if not module.startswith("_"):
+                modules[distribution].append(module)
+    missing = sorted(name for name, found in modules.items() if not found)
+    if missing:
+        fail(f"runtime dependency {', '.join(missing)} has no module in the venv; check uv.lock")
+    for module in sorted({module for found in modules.values() for module in found}):
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            fail(f"the runtime dependency module {module} does not import ({error})")
+    return sum(len(found) for found in modules.values())
 
 
 def load_service(service: str) -> None:
@@ -124,19 +159,27 @@ def hand_app_files_to_the_app_user() -> None:
                 os.chown(path, uid, gid, follow_symlinks=False)
 
 
+USAGE = f"usage: runtime-check.py dependencies PYPROJECT | {'|'.join(ASGI_APPS)}"
+
+
 def main(arguments: list[str]) -> int:
-    if len(arguments) != 1 or arguments[0] not in ASGI_APPS:
-        print(f"usage: runtime-check.py {'|'.join(ASGI_APPS)}", file=sys.stderr)
+    if len(arguments) == 2 and arguments[0] == "dependencies":
+        extensions = import_standard_extensions()
+        check_tls_and_time_zones()
+        imported = import_dependencies(Path(arguments[1]))
+        checked = (
+            f"{extensions} standard extension modules, TLS, time zones and "
+            f"{imported} dependency modules load"
+        )
+    elif len(arguments) == 1 and arguments[0] in ASGI_APPS:
+        load_service(arguments[0])
+        checked = f"{arguments[0]} loads"
+    else:
+        print(USAGE, file=sys.stderr)
         return 2
-    count = import_standard_extensions()
-    check_tls_and_time_zones()
-    load_service(arguments[0])
     compiled = compile_what_loaded()
     hand_app_files_to_the_app_user()
-    print(
-        f"runtime-check: {count} standard extension modules, TLS, time zones and "
-        f"{arguments[0]} load; bytecode kept for the {compiled} modules they loaded"
-    )
+    print(f"runtime-check: {checked}; bytecode written for {compiled} more modules")
     return 0
 
 

@@ -197,6 +197,7 @@ def runtime_check(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     for name in (
         "import_standard_extensions",
         "check_tls_and_time_zones",
+        "import_dependencies",
         "load_service",
         "compile_what_loaded",
         "hand_app_files_to_the_app_user",
@@ -207,15 +208,15 @@ def runtime_check(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
 
 @pytest.mark.parametrize(
     "arguments",
-    [[], ["worker"], ["app", "callback"]],
-    ids=["no service", "an unknown service", "two services"],
+    [[], ["worker"], ["app", "callback"], ["dependencies"]],
+    ids=["no service", "an unknown service", "two services", "dependencies without a file"],
 )
 def test_runtime_check_usage_errors_exit_2(runtime_check, capsys, arguments):
     code = runtime_check.main(arguments)
     error = capsys.readouterr().err
     assert code == 2, f"expected exit 2 for {arguments}, found {code}"
-    assert error == "usage: runtime-check.py app|callback\n", (
-        f"expected the usage line naming app and callback, found {error!r}"
+    assert error == "usage: runtime-check.py dependencies PYPROJECT | app|callback\n", (
+        f"expected the usage line naming dependencies, app and callback, found {error!r}"
     )
 
 
@@ -248,3 +249,28 @@ def test_a_module_loaded_without_bytecode_gets_it_and_one_that_has_it_is_left(
     assert check.compile_what_loaded([module]) == 1
     assert cached.is_file(), f"expected bytecode at {cached}"
     assert check.compile_what_loaded([module]) == 0, "bytecode already there is kept as it is"
+
+
+def pyproject_with(tmp_path: Path, *dependencies: str) -> Path:
+    path = tmp_path / "pyproject.toml"
+    listed = ", ".join(f'"{dependency}"' for dependency in dependencies)
+    path.write_text(f'[project]\nname = "x"\ndependencies = [{listed}]\n')
+    return path
+
+
+def test_each_runtime_dependency_is_imported_by_its_top_level_modules(tmp_path: Path):
+    check = load("runtime-check.py")
+    # pytest ships the modules pytest, py and _pytest: the private one is imported through them.
+    assert check.import_dependencies(pyproject_with(tmp_path, "PyTest>=8")) >= 1
+    assert "pytest" in sys.modules
+
+
+def test_a_runtime_dependency_missing_from_the_venv_stops_the_build_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    check = load("runtime-check.py")
+    with pytest.raises(SystemExit):
+        check.import_dependencies(pyproject_with(tmp_path, "pytest", "not-in-this-venv>=1"))
+    assert (
+        "runtime dependency not-in-this-venv has no module in the venv" in capsys.readouterr().err
+    )
