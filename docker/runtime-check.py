@@ -1,24 +1,30 @@
 """Run in the runtime image while it is built: what ships must load, and what loads ships compiled.
 
-    python runtime-check.py dependencies PYPROJECT   (the runtime stage, shared by both images)
+    python runtime-check.py interpreter              (the runtime stage, its root filesystem)
+    python runtime-check.py dependencies PYPROJECT   (the runtime stage, with the venv)
     python runtime-check.py SERVICE                  (SERVICE: app | callback)
     env APP_UID, APP_GID: who gets the files under /app
 
-`dependencies`, what does not depend on the source, once for both images:
+Each step checks what the one before could not see, once, in the earliest stage that has
+it, so a dependency or a source change re-runs only the steps after it.
+`interpreter`, on the cut root filesystem alone:
 1. Every extension module of the standard library imports (a library that only `dlopen`
    finds would otherwise fail in a running container, not here).
-2. TLS: a default client context finds the trust store; time zones: a zoneinfo lookup.
-3. Each runtime dependency PYPROJECT names imports (its top-level modules).
+2. TLS: a default client context finds the trust store.
+`dependencies`, with the venv, shared by both images:
+3. Each runtime dependency PYPROJECT names imports (its top-level modules), with what every
+   service's start loads besides its own code (uvicorn's protocols and reloader, Alembic and
+   the database dialect), and a time zone resolves (the venv's tzdata package).
 SERVICE, in the service's own image:
 4. The service loads as far as it can without PostgreSQL and Redis: uvicorn's configuration
    imports the ASGI app and its protocol implementations; for the app, the migrations too,
    whose head revisions it records in /app/alembic/heads for the entrypoint.
 
-Then every module the run loaded from source is compiled to __pycache__ beside it (the
+Every module the run loads from source leaves its bytecode in __pycache__ beside it (the
 image's runtime sets PYTHONDONTWRITEBYTECODE and has a read-only root: this is the only time
-bytecode is written), so a cold start reads bytecode instead of compiling on every start —
-the modules the interpreter loads before any script (encodings, the venv's .pth hook) and
-this script's own imports included, which writing bytecode on import would miss. What the
+bytecode is written), so a cold start reads bytecode instead of compiling on every start:
+written as each module is imported, and compiled at the end for those the interpreter
+loaded before this script could turn writing on (encodings, the venv's .pth hook). What the
 dependencies load is compiled in the shared stage, so a source change compiles only the
 rest. Files under /app are handed to APP_UID:APP_GID. A failure prints one line naming it
 and stops the build.
@@ -26,16 +32,21 @@ and stops the build.
 
 from __future__ import annotations
 
-import compileall
-import importlib
-import os
-import py_compile
-import re
-import ssl
 import sys
-from collections.abc import Iterable
-from pathlib import Path
-from types import ModuleType
+
+# Each module imported from here on writes its bytecode as it is compiled for the import,
+# instead of being compiled a second time below; compile_what_loaded catches the rest.
+sys.dont_write_bytecode = False
+
+import compileall  # noqa: E402
+import importlib  # noqa: E402
+import os  # noqa: E402
+import py_compile  # noqa: E402
+import re  # noqa: E402
+import ssl  # noqa: E402
+from collections.abc import Iterable  # noqa: E402
+from pathlib import Path  # noqa: E402
+from types import ModuleType  # noqa: E402
 
 APP_ROOT = Path("/app")
 ASGI_APPS = {"app": "src.main:app", "callback": "src.callback:app"}
@@ -59,15 +70,19 @@ def import_standard_extensions() -> int:
     return len(names)
 
 
-def check_tls_and_time_zones() -> None:
-    import zoneinfo
-
+def check_tls() -> None:
     context = ssl.create_default_context()
     paths = ssl.get_default_verify_paths()
     if paths.cafile:
         context.load_verify_locations(paths.cafile)
     if not context.cert_store_stats()["x509_ca"]:
         fail(f"TLS: no trusted certificate authority found ({paths.cafile or paths.capath})")
+
+
+def check_time_zones() -> None:
+    """A zoneinfo lookup: the slim image ships no tz database, the venv's tzdata package does."""
+    import zoneinfo
+
     try:
         zoneinfo.ZoneInfo("Europe/Berlin")
     except zoneinfo.ZoneInfoNotFoundError as error:
@@ -100,6 +115,23 @@ def import_dependencies(pyproject: Path) -> int:
         except ImportError as error:
             fail(f"the runtime dependency module {module} does not import ({error})")
     return sum(len(found) for found in modules.values())
+
+
+def load_server_machinery() -> None:
+    """What every service's start loads besides its own code: uvicorn with its protocol,
+    lifespan and reload implementations, and the migrations' Alembic and database dialect."""
+    import uvicorn.config
+    import uvicorn.main  # uvicorn.run
+    import uvicorn.supervisors  # --reload in development
+    from alembic import command  # noqa: F401 - upgrade
+    from alembic.runtime import migration  # noqa: F401 - what an upgrade runs
+    from sqlalchemy import create_engine
+
+    async def placeholder(scope, receive, send) -> None:  # an app, so that none is imported
+        return None
+
+    uvicorn.config.Config(placeholder, log_config=None).load()
+    create_engine("postgresql+pg8000://compile@localhost/compile")  # imports the dialect
 
 
 def load_service(service: str) -> None:
@@ -159,18 +191,19 @@ def hand_app_files_to_the_app_user() -> None:
                 os.chown(path, uid, gid, follow_symlinks=False)
 
 
-USAGE = f"usage: runtime-check.py dependencies PYPROJECT | {'|'.join(ASGI_APPS)}"
+USAGE = f"usage: runtime-check.py interpreter | dependencies PYPROJECT | {'|'.join(ASGI_APPS)}"
 
 
 def main(arguments: list[str]) -> int:
-    if len(arguments) == 2 and arguments[0] == "dependencies":
+    if arguments == ["interpreter"]:
         extensions = import_standard_extensions()
-        check_tls_and_time_zones()
+        check_tls()
+        checked = f"{extensions} standard extension modules and TLS load"
+    elif len(arguments) == 2 and arguments[0] == "dependencies":
         imported = import_dependencies(Path(arguments[1]))
-        checked = (
-            f"{extensions} standard extension modules, TLS, time zones and "
-            f"{imported} dependency modules load"
-        )
+        load_server_machinery()
+        check_time_zones()
+        checked = f"{imported} dependency modules and time zones load"
     elif len(arguments) == 1 and arguments[0] in ASGI_APPS:
         load_service(arguments[0])
         checked = f"{arguments[0]} loads"
@@ -179,7 +212,10 @@ def main(arguments: list[str]) -> int:
         return 2
     compiled = compile_what_loaded()
     hand_app_files_to_the_app_user()
-    print(f"runtime-check: {checked}; bytecode written for {compiled} more modules")
+    print(
+        f"runtime-check: {checked}; bytecode kept for what they loaded "
+        f"({compiled} compiled after loading)"
+    )
     return 0
 
 

@@ -71,6 +71,12 @@ PRESENT = (
 )
 
 
+@pytest.fixture(autouse=True)
+def bytecode_setting_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """runtime-check.py turns bytecode writing on as it loads: undone after each test."""
+    monkeypatch.setattr(sys, "dont_write_bytecode", sys.dont_write_bytecode)
+
+
 def load(script: str) -> ModuleType:
     path = ROOT / "docker" / script
     spec = importlib.util.spec_from_file_location(path.stem.replace("-", "_"), path)
@@ -196,8 +202,10 @@ def runtime_check(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     # A usage error must stop before any check: each would fail the test.
     for name in (
         "import_standard_extensions",
-        "check_tls_and_time_zones",
+        "check_tls",
+        "check_time_zones",
         "import_dependencies",
+        "load_server_machinery",
         "load_service",
         "compile_what_loaded",
         "hand_app_files_to_the_app_user",
@@ -208,16 +216,22 @@ def runtime_check(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
 
 @pytest.mark.parametrize(
     "arguments",
-    [[], ["worker"], ["app", "callback"], ["dependencies"]],
-    ids=["no service", "an unknown service", "two services", "dependencies without a file"],
+    [[], ["worker"], ["app", "callback"], ["dependencies"], ["interpreter", "app"]],
+    ids=[
+        "no service",
+        "an unknown service",
+        "two services",
+        "dependencies without a file",
+        "interpreter with more",
+    ],
 )
 def test_runtime_check_usage_errors_exit_2(runtime_check, capsys, arguments):
     code = runtime_check.main(arguments)
     error = capsys.readouterr().err
     assert code == 2, f"expected exit 2 for {arguments}, found {code}"
-    assert error == "usage: runtime-check.py dependencies PYPROJECT | app|callback\n", (
-        f"expected the usage line naming dependencies, app and callback, found {error!r}"
-    )
+    assert error == (
+        "usage: runtime-check.py interpreter | dependencies PYPROJECT | app|callback\n"
+    ), f"expected the usage line naming every step, found {error!r}"
 
 
 @pytest.mark.parametrize(
