@@ -139,7 +139,7 @@ def load_service(service: str) -> None:
     import uvicorn.config
 
     sys.path.insert(0, str(APP_ROOT))
-    for module in ("src.entrypoint", "src.healthcheck", "uvicorn.main"):
+    for module in ("src.entrypoint", "src.healthcheck"):
         importlib.import_module(module)
     try:
         uvicorn.config.Config(ASGI_APPS[service], log_config=None).load()
@@ -150,13 +150,11 @@ def load_service(service: str) -> None:
 
 
 def load_migrations() -> None:
-    """The migration machinery and every revision, without a database."""
-    import pg8000.native  # noqa: F401 - the driver the migrations connect with
+    """Every revision, without a database (the machinery and the dialect loaded with the
+    dependencies)."""
     from alembic.config import Config
     from alembic.script import ScriptDirectory
-    from sqlalchemy import create_engine
 
-    create_engine("postgresql+pg8000://compile@localhost/compile")  # imports the dialect
     config = Config(str(APP_ROOT / "alembic.ini"))
     config.set_main_option("script_location", str(APP_ROOT / "alembic"))
     scripts = ScriptDirectory.from_config(config)

@@ -197,13 +197,13 @@ def build_stages(
     """
     for name in stage_names:
         stage(name)
-    *_, source, commit = preflight.require_all(
+    *_, source = preflight.require_all(
         preflight.require_engine,
         preflight.require_buildx,
         preflight.require_lock_file,
         image_sources.require_image_source,
-        clean_commit_sha,
     )
+    commit = clean_commit_sha()
     tags = {
         name: stage_tags(name, commit) + [f"{image_name(name)}:{tag}" for tag in extra_tags]
         for name in stage_names
