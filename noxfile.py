@@ -120,20 +120,21 @@ def verify(session: nox.Session, environment_name: str) -> None:
 
 @nox.session(python=False, default=False)
 def publish(session: nox.Session) -> None:
-    """Push the images every verify passed on to the registry (-- --tag NAME); refuse others."""
+    """Tag the digests every verify passed on (-- --tag NAME, --to REGISTRY); refuse others."""
     from pipeline.environments import ROOT
-    from pipeline.publishing import IMAGES_RECORD, publish
+    from pipeline.publishing import PUBLISHED_RECORD, publish
 
+    options = {"--tag": None, "--to": None}
     arguments = list(session.posargs)
-    tag = None
-    if arguments[:1] == ["--tag"] and len(arguments) == 2:
-        tag = arguments[1]
-    elif arguments:
-        session.error("usage: nox -s publish [-- --tag NAME]")
+    while arguments[:1] and arguments[0] in options and len(arguments) >= 2:
+        option, value, *arguments = arguments
+        options[option] = value
+    if arguments:
+        session.error("usage: nox -s publish [-- --tag NAME] [--to REGISTRY/NAMESPACE]")
     with pipeline_errors(session):
-        for item in publish(tag):
-            session.log(f"{item.stage}: {item.reference} (tag {item.tag}, {item.image_id[:19]}…)")
-        session.log(f"recorded in {IMAGES_RECORD.relative_to(ROOT)} and reports/sbom/")
+        for item in publish(options["--tag"], options["--to"]):
+            session.log(f"{item.stage}: {item.repository}:{item.tag} = {item.digest}")
+        session.log(f"recorded in {PUBLISHED_RECORD.relative_to(ROOT)} and reports/sbom/")
 
 
 @nox.session(default=False)

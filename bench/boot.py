@@ -21,7 +21,7 @@ from pathlib import Path
 from bench import peer
 from bench.parsers import first_healthy_probe, parse_docker_time
 from bench.record import BASELINE, PROJECT, BenchRun, Variant
-from pipeline import engine, reports
+from pipeline import engine, images, reports
 from pipeline import stack as stacks
 from pipeline.environments import ENVIRONMENTS, ROOT, SERVICE_PORTS, image_name
 from pipeline.errors import PipelineError
@@ -172,21 +172,24 @@ def seconds_after(moment: float | None, started: float) -> float | None:
 
 
 @contextlib.contextmanager
-def image_tag_variable(tag: str | None) -> Iterator[None]:
-    """DASHTAM_IMAGE_TAG for compose (the shell's value wins over the env files)."""
-    variable = stacks.IMAGE_TAG_VARIABLE
-    previous = os.environ.get(variable)
-    if tag:
-        os.environ[variable] = tag
-    else:
-        os.environ.pop(variable, None)
+def images_tagged(tag: str | None) -> Iterator[None]:
+    """DASHTAM_<STAGE>_IMAGE=dashtam/<stage>:<tag> for compose (the shell's value wins over the
+    env files); with no tag, compose's own default (dashtam/<stage>:latest)."""
+    variables = [stacks.image_variable(stage) for stage in images.images_that_run()]
+    previous = {variable: os.environ.get(variable) for variable in variables}
+    for variable, stage in zip(variables, images.images_that_run(), strict=True):
+        if tag:
+            os.environ[variable] = f"{image_name(stage)}:{tag}"
+        else:
+            os.environ.pop(variable, None)
     try:
         yield
     finally:
-        if previous is None:
-            os.environ.pop(variable, None)
-        else:
-            os.environ[variable] = previous
+        for variable, value in previous.items():
+            if value is None:
+                os.environ.pop(variable, None)
+            else:
+                os.environ[variable] = value
 
 
 def stack_tag(bench_run: BenchRun, variant: Variant, stages: Sequence[str]) -> str | None:
@@ -243,7 +246,7 @@ def boot_and_record(
     checks: bool,
 ) -> None:
     """One boot; a stack that fails to come up is recorded, and the run goes on."""
-    with image_tag_variable(tag):
+    with images_tagged(tag):
         try:
             boot(bench_run, variant, name, repetition, checks=checks)
         except PipelineError as error:

@@ -363,7 +363,7 @@ def time_restarts(bench_run: BenchRun) -> None:
     environment = ENVIRONMENTS[RESTART_ENVIRONMENT]
     tag = boot.stack_tag(bench_run, PROJECT, environment.stages)
     seconds_list = []
-    with boot.image_tag_variable(tag):
+    with boot.images_tagged(tag):
         stack = stacks.verify_stack(environment, run_id=f"bench{bench_run.run_id}rt")
         try:
             stack.check_host_ports_free()

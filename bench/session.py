@@ -17,11 +17,15 @@ from dataclasses import dataclass
 
 from bench.record import BenchRun
 from pipeline import image_sources, images
+from pipeline import stack as stacks
 from pipeline.environments import ROOT
 from pipeline.process import last_line, run, say
 
-# A DASHTAM_IMAGE_TAG or VIRTUAL_ENV of the bench's own would change what the commands run.
-WITHHELD_VARIABLES = ("DASHTAM_IMAGE_TAG", "VIRTUAL_ENV")
+# A DASHTAM_<STAGE>_IMAGE or VIRTUAL_ENV of the bench's own would change what the commands run.
+WITHHELD_VARIABLES = (
+    *(stacks.image_variable(stage) for stage in images.images_that_run()),
+    "VIRTUAL_ENV",
+)
 NOX = [sys.executable, "-m", "nox"]
 
 

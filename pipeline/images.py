@@ -1,4 +1,12 @@
-"""Building the Dockerfile's stages with python-on-whales buildx."""
+"""Building the Dockerfile's stages with buildx bake, and landing them in the registry.
+
+Every build pushes what it built to the registry (pipeline.pushing) and imports the layer
+cache kept there as `<registry>/dashtam/<stage>:cache`: a clone with an empty BuildKit cache,
+or another machine sharing the registry, rebuilds unchanged stages from it. That cache is
+BuildKit's inline cache — the one the engine's own `docker` driver can export (a registry
+cache of every step, `mode=max`, needs a `docker-container` builder or the containerd image
+store) — carried by images of its own, re-exported only when a build changed an image.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline import image_sources, preflight
+from pipeline import image_sources, preflight, pushing, registry
 from pipeline.ca_bundle import ca_bundle_secrets
 from pipeline.environments import DOCKERFILE, REPORTS, ROOT, STAGES, image_name, stage
 from pipeline.errors import PipelineError
@@ -32,6 +40,8 @@ class BuildResult:
     size_bytes: int
     seconds: float  # the whole bake's time when several stages were built together
     built_with: int = 1  # how many stages that bake built
+    image_id: str = ""
+    reference: str = ""  # <registry>/dashtam/<stage>@sha256:…, what runs
 
 
 def clean_commit_sha() -> str | None:
@@ -67,11 +77,15 @@ def bake_definition(
     source: str,
     context: Path,
     dockerfile: Path,
+    cache_from: tuple[str, ...] | list[str] = (),
+    inline_cache: bool = False,
 ) -> dict:
     """A `docker buildx bake` definition that builds these stages in one BuildKit session.
 
     One session solves the steps the stages share (base, builder) once, and pays the
-    client/session start-up once instead of once per stage.
+    client/session start-up once instead of once per stage. Each stage imports the layer
+    cache of every image in `cache_from` (registry references); `inline_cache` writes the
+    cache into the images built, to be pushed and imported later.
     """
     common: dict[str, object] = {
         "context": str(context),
@@ -90,6 +104,11 @@ def bake_definition(
         if os.environ.get(CACHE_VARIABLE) == "gha":
             target["cache-from"] = [f"type=gha,scope={stage_name}"]
             target["cache-to"] = [f"type=gha,mode=max,scope={stage_name}"]
+        else:
+            if cache_from:
+                target["cache-from"] = [f"type=registry,ref={ref}" for ref in cache_from]
+            if inline_cache:
+                target["cache-to"] = ["type=inline"]
         targets[stage_name] = target
     return {"group": {"default": {"targets": list(stage_tags)}}, "target": targets}
 
@@ -190,7 +209,8 @@ def build_stages(
     show: bool = True,
     extra_tags: tuple[str, ...] = (),
 ) -> list[BuildResult]:
-    """Build the stages with buildx bake, tag each dashtam/<stage>, say how long and how big.
+    """Build the stages with buildx bake, tag each dashtam/<stage>, push each to the registry
+    (started when it is not up), say how long, how big and which digest.
 
     show=False keeps BuildKit's output to itself unless a step fails; extra_tags are tagged
     too, by the same bake, so they name exactly what it built (a verify run's own tag).
@@ -208,29 +228,68 @@ def build_stages(
         name: stage_tags(name, commit) + [f"{image_name(name)}:{tag}" for tag in extra_tags]
         for name in stage_names
     }
-    definition = bake_definition(tags, source=source, context=ROOT, dockerfile=DOCKERFILE)
+    address = registry.ensure_registry()
+    cache = [pushing.cache_reference(address, name) for name in stage_names]
+    definition = bake_definition(
+        tags, source=source, context=ROOT, dockerfile=DOCKERFILE, cache_from=cache
+    )
     rounds = bake_rounds(stage_names, DOCKERFILE)
     seconds, _ = bake(definition, rounds, progress="auto" if show else "plain", show=show)
-    results = []
-    answers = users_and_sizes([tags[name][0] for name in stage_names])
-    for name, (user, size) in zip(stage_names, answers, strict=True):
+    built = inspect_built([tags[name][0] for name in stage_names])
+    answers = dict(zip(stage_names, built, strict=True))
+    for name, (_, user, _) in answers.items():
         if (user or "root") in ("root", "0", "0:0"):
             raise PipelineError(
                 f"docker/Dockerfile: stage {name!r} is configured to run as root; "
                 "end the stage with `USER appuser`."
             )
-        results.append(BuildResult(name, tuple(tags[name]), size, seconds, len(stage_names)))
+    pushed = pushing.push_images({name: answer[0] for name, answer in answers.items()}, address)
+    changed = [name for name in stage_names if pushed[name].uploaded]
+    if changed and os.environ.get(CACHE_VARIABLE) != "gha":
+        export_layer_cache(changed, address, source)
+    results = [
+        BuildResult(
+            name,
+            tuple(tags[name]),
+            size,
+            seconds,
+            len(stage_names),
+            identifier,
+            pushed[name].reference,
+        )
+        for name, (identifier, _, size) in answers.items()
+    ]
     if not show:
         built = ", ".join(result.tags[0] for result in results)
         print(f"dashtam: built {built} in {seconds:.1f} s", file=sys.stderr)
     return results
 
 
-def users_and_sizes(references: list[str]) -> list[tuple[str, int]]:
-    """(configured user, size in bytes) of each image, in one `docker image inspect`."""
-    result = run(
-        ["docker", "image", "inspect", "--format", "{{json .Config.User}} {{.Size}}", *references]
+def export_layer_cache(stage_names: list[str], address: str, source: str) -> None:
+    """Bake the stages again — every step cached: a solve and an export — into images that
+    carry BuildKit's inline cache, and push them as <registry>/dashtam/<stage>:cache.
+
+    Images of their own, because the inline cache metadata differs from one build to the
+    next: carried by the images that run, it would give unchanged sources a new image ID
+    (and a new push) every time.
+    """
+    cache = [pushing.cache_reference(address, name) for name in stage_names]
+    definition = bake_definition(
+        {name: [reference] for name, reference in zip(stage_names, cache, strict=True)},
+        source=source,
+        context=ROOT,
+        dockerfile=DOCKERFILE,
+        cache_from=cache,
+        inline_cache=True,
     )
+    bake(definition, bake_rounds(stage_names, DOCKERFILE), progress="plain", show=False)
+    pushing.push_cache(cache)
+
+
+def inspect_built(references: list[str]) -> list[tuple[str, str, int]]:
+    """(image ID, configured user, size in bytes) of each image, in one `docker image inspect`."""
+    answer = "{{.Id}} {{json .Config.User}} {{.Size}}"
+    result = run(["docker", "image", "inspect", "--format", answer, *references])
     if result.returncode != 0:
         raise PipelineError(
             f"cannot inspect the images just built ({last_line(result.stderr)}); "
@@ -238,8 +297,9 @@ def users_and_sizes(references: list[str]) -> list[tuple[str, int]]:
         )
     answers = []
     for line in result.stdout.splitlines():
-        user, _, size = line.rpartition(" ")
-        answers.append((json.loads(user), int(size)))
+        identifier, _, rest = line.partition(" ")
+        user, _, size = rest.rpartition(" ")
+        answers.append((identifier, json.loads(user), int(size)))
     return answers
 
 
@@ -251,23 +311,26 @@ def _stage_list(stage_names: tuple[str, ...] | list[str]) -> str:
 
 def format_build_table(results: list[BuildResult]) -> str:
     lines = [
-        "| stage | image | size (MB) | build time (s) |",
-        "|---|---|---:|---:|",
+        "| stage | image | size (MB) | build time (s) | in the registry |",
+        "|---|---|---:|---:|---|",
     ]
     for result in results:
         together = f" ({result.built_with} stages baked together)" if result.built_with > 1 else ""
         lines.append(
             f"| {result.stage} | {result.tags[0]} | {result.size_bytes / 1e6:.1f} "
-            f"| {result.seconds:.1f}{together} |"
+            f"| {result.seconds:.1f}{together} | {result.reference or 'not pushed'} |"
         )
     return "\n".join(lines)
 
 
 BUILD_RECORD = REPORTS / "build.json"
+# Stage -> image ID and digest reference: what `verify` boots and reports name.
+IMAGES_RECORD = REPORTS / "images.json"
 
 
 def record_and_format(built: list[BuildResult], *, fresh: bool = False) -> str:
-    """Add these builds to reports/build.json and render every stage built so far as a table.
+    """Add these builds to reports/build.json and reports/images.json, and render every stage
+    built so far as a table.
 
     Each `build(<stage>)` session is its own nox session; the record lets the last one
     print the whole table. fresh=True starts the record over (a build of every stage).
@@ -282,8 +345,15 @@ def record_and_format(built: list[BuildResult], *, fresh: bool = False) -> str:
             "size_bytes": result.size_bytes,
             "seconds": round(result.seconds, 2),
             "built_with": result.built_with,
+            "image_id": result.image_id,
+            "reference": result.reference,
         }
     BUILD_RECORD.write_text(json.dumps(record, indent=2) + "\n")
+    identities = {
+        name: {"image_id": entry.get("image_id", ""), "reference": entry.get("reference", "")}
+        for name, entry in record.items()
+    }
+    IMAGES_RECORD.write_text(json.dumps(identities, indent=2) + "\n")
     results = [
         BuildResult(
             name,
@@ -291,6 +361,8 @@ def record_and_format(built: list[BuildResult], *, fresh: bool = False) -> str:
             entry["size_bytes"],
             entry["seconds"],
             entry.get("built_with", 1),
+            entry.get("image_id", ""),
+            entry.get("reference", ""),
         )
         for name, entry in record.items()
         if name in STAGES

@@ -13,9 +13,14 @@ and never the volume: the next start serves what was pushed before.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import tempfile
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 from pipeline import engine, image_sources, preflight
 from pipeline.errors import PipelineError
@@ -42,6 +47,10 @@ HEALTH_COMMAND = f"wget -q --spider http://127.0.0.1:{REGISTRY_PORT}/v2/"
 HEALTHY_TIMEOUT_SECONDS = 60
 STOP_TIMEOUT_SECONDS = 10
 START_HINT = "rerun `nox -s registry`"
+# Sessions started side by side (every verify builds and pushes) start one registry, not
+# several racing for its name: the first starts it, the others wait for it and reuse it. In
+# the temporary folder, not the checkout, because two clones share one engine's registry.
+LOCK_FILE = Path(tempfile.gettempdir()) / "dashtam-registry.lock"
 
 
 def registry_port() -> int:
@@ -66,6 +75,21 @@ def ensure_registry(
     volume, is reused as it is. One that differs, has stopped or is unhealthy is replaced;
     the data stays in the volume. A port something else holds stops it before any change.
     """
+    with _one_at_a_time():
+        return _ensure_registry(name, volume, port)
+
+
+@contextlib.contextmanager
+def _one_at_a_time() -> Iterator[None]:
+    with LOCK_FILE.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _ensure_registry(name: str, volume: str, port: int | None) -> str:
     port = registry_port() if port is None else port
     preflight.require_engine()
     source = image_sources.require_image_source()

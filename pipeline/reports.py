@@ -34,6 +34,9 @@ class ContainerFacts:
     health: str
     listening: str
     memory: str
+    # The name the container was created from, read from the container: for our services a
+    # digest reference, <registry>/dashtam/<stage>@sha256:…, the one `nox -s publish` tags.
+    reference: str = ""
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ def container_facts(stack: Stack, facts: dict[str, dict]) -> list[ContainerFacts
                 + (f"{limit / 2**20:.0f} MiB" if limit else "no limit")
                 if processes
                 else "n/a",
+                reference=str((entry.get("Config") or {}).get("Image", "")),
             )
         )
     return rows
@@ -175,8 +179,8 @@ def render_summary(
         f"| {f.memory} |"
         for f in facts
     ]
-    lines += ["", "Images verified (by ID, what `nox -s publish` accepts):", ""]
-    lines += [f"- {f.service}: `{f.image}`" for f in facts]
+    lines += ["", "Images verified (the digests `nox -s publish` accepts, and their IDs):", ""]
+    lines += [f"- {f.service}: `{f.reference}` (image `{f.image}`)" for f in facts]
     lines += ["", "### Policy (pipeline/policy/controls.toml)", ""]
     lines += render_policy(environment_name, services, checks)
     lines += ["", "### Other checks", "", "| check | result | seconds |", "|---|---|---:|"]
@@ -205,6 +209,7 @@ def render_record(
         "verdict": verdict_of(checks),
         "finished": finished,
         "images": {row.service: row.image for row in facts},
+        "references": {row.service: row.reference for row in facts},
     }
     return json.dumps(record, indent=2) + "\n"
 

@@ -33,8 +33,15 @@ PROJECT_OVERRIDE_VARIABLE = "DASHTAM_PROJECT"
 # Compose's rule for project names.
 _PROJECT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 PROJECT_LABEL = "com.docker.compose.project"
-# The compose files run dashtam/<stage>:${DASHTAM_IMAGE_TAG:-latest}.
-IMAGE_TAG_VARIABLE = "DASHTAM_IMAGE_TAG"
+
+
+def image_variable(stage: str) -> str:
+    """The variable that names the image a stage's services run: the compose files run
+    ${DASHTAM_<STAGE>_IMAGE:-dashtam/<stage>:latest}, and a verify run sets it to the digest
+    it built and pushed."""
+    return f"DASHTAM_{stage.upper()}_IMAGE"
+
+
 WAIT_TIMEOUT_SECONDS = 180
 STOP_TIMEOUT_SECONDS = 10
 
@@ -342,10 +349,12 @@ def verify_stack(
     compose_file: Path | None = None,
     image_tag: str | None = None,
     override_files: tuple[Path, ...] = (),
+    images: dict[str, str] | None = None,
 ) -> Stack:
-    """A throwaway stack under a unique project name, with ephemeral host ports, running the
-    images tagged `image_tag` when one is given (DASHTAM_IMAGE_TAG; a shell's own wins),
-    with `override_files` layered over its compose file."""
+    """A throwaway stack under a unique project name, with ephemeral host ports, running
+    `images` (stage -> reference, through DASHTAM_<STAGE>_IMAGE; a shell's own value wins),
+    with `override_files` layered over its compose file. `image_tag`: the run's own local tag
+    of those images, removed with the stack."""
     _preflight()
     run_id = run_id or uuid.uuid4().hex[:8]
     project = f"{environment.project}-verify-{run_id}"
@@ -353,8 +362,7 @@ def verify_stack(
     # Port 0: Docker picks a free port, so runs never collide with each other or a dev stack.
     compose_file = compose_file or environment.compose_file
     variables.update({name: "0" for name in host_port_variables(compose_file)})
-    if image_tag:
-        variables[IMAGE_TAG_VARIABLE] = image_tag
+    variables.update({image_variable(stage): ref for stage, ref in (images or {}).items()})
     owned: tuple[Path, ...] = ()
     if environment.env_file_origin == "operator":
         # Nobody keeps this stack: the template as it is, and secret files made for it alone.

@@ -126,23 +126,27 @@ def verify(
 ) -> VerifyOutcome:
     """Run `run_checks(suite_variables, junit_path)` against a freshly booted, throwaway stack.
 
-    The images it builds carry a tag of this run's own (verify-<id>), which the stack runs:
-    another checkout building at the same time cannot swap them. The stack is torn down
-    after success, failure, Ctrl-C or SIGTERM, unless `keep`.
+    The images it builds are pushed to the registry and the stack runs them by digest
+    (<registry>/dashtam/<stage>@sha256:…), which the report names: another checkout building
+    at the same time cannot swap them. They also carry a local tag of this run's own
+    (verify-<id>), removed with the stack, so no image prune takes them mid-run. The stack is
+    torn down after success, failure, Ctrl-C or SIGTERM, unless `keep`.
     """
     from pipeline import images, reports  # the suite imports this module's names only
 
     environment = environment_named(environment_name)
     run_id = uuid.uuid4().hex[:8]
     run_tag = f"verify-{run_id}" if build else None
+    built = {}
     if build:
-        images.build_stages(environment.stages, show=False, extra_tags=(run_tag,))
+        results = images.build_stages(environment.stages, show=False, extra_tags=(run_tag,))
+        built = {result.stage: result.reference for result in results}
     passed = False
     summary = reports.markdown_path(environment.name)
     started = time.monotonic()
     # Made after the build and right before the try: its throwaway secrets never outlive it.
     stack = stacks.verify_stack(
-        environment, run_id=run_id, compose_file=compose_file, image_tag=run_tag
+        environment, run_id=run_id, compose_file=compose_file, image_tag=run_tag, images=built
     )
     run_junit, run_facts = stack.run_file("junit.xml"), stack.run_file("facts.json")
     stack.owned_paths += (run_junit, run_facts)

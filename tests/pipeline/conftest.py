@@ -29,11 +29,13 @@ import pytest
 
 from pipeline.environments import ENVIRONMENTS, ROOT, VARIABLE_PREFIXES
 from pipeline.image_sources import image_references
+from pipeline.images import images_that_run
 from pipeline.preflight import NO_ENGINE, engine_answers
 from pipeline.stack import (
     PROJECT_OVERRIDE_VARIABLE,
     RUNS,
     host_port_variables,
+    image_variable,
     operator_env_file,
     project_objects,
 )
@@ -56,7 +58,7 @@ SESSION_STOPPED = re.compile(
 STEERING_PREFIXES = (
     *(prefix for prefix in VARIABLE_PREFIXES if prefix != "DASHTAM_"),
     "DASHTAM_VERIFY_",
-    "DASHTAM_IMAGE_TAG",
+    *(image_variable(stage) for stage in images_that_run()),
     "DASHTAM_BUILD_",
 )
 # Set when these tests run inside `nox -s integration`; the nox under test picks its own.

@@ -3,7 +3,7 @@ pipeline.verification.verify exactly as `nox -s verify(<env>)` boots them, with 
 tests/infra suite run against them.
 
 Everything made here carries `selftest` in its name: images dashtam/<stage>:selftest-<key>
-(the compose files pick them through DASHTAM_IMAGE_TAG) and projects
+(the compose files pick them through DASHTAM_<STAGE>_IMAGE) and projects
 dashtam-<env>-verify-selftest-<key>-<id>. All of it is removed when a test ends.
 """
 
@@ -26,14 +26,15 @@ from pipeline import stack as stacks
 from pipeline.environments import ROOT, image_name
 from pipeline.image_sources import image_references
 from pipeline.preflight import NO_ENGINE, engine_answers
-from pipeline.stack import IMAGE_TAG_VARIABLE
+from pipeline.stack import image_variable
 from pipeline.verification import infra_pytest_arguments
 
 FIXTURES = Path(__file__).parent / "selftest"
 # What the Dockerfile's build context holds (docker/Dockerfile.dockerignore lets in no more).
 BUILD_CONTEXT = ("pyproject.toml", "uv.lock", "alembic.ini", "alembic", "src", "docker")
 SUITE_TIMEOUT_SECONDS = 600
-TAG_VARIABLE = IMAGE_TAG_VARIABLE
+# The stages whose images the compose files name through DASHTAM_<STAGE>_IMAGE.
+RUNNING_STAGES = tuple(images.images_that_run())
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def engine_and_real_images() -> None:
     else:
         missing = [
             f"{image_name(stage)}:latest"
-            for stage in ("production", "callback", "development")
+            for stage in RUNNING_STAGES
             if not docker.image.exists(f"{image_name(stage)}:latest")
         ]
         if missing:
@@ -103,7 +104,8 @@ class Lab:
         for stage in real_stages:
             docker.image.tag(f"{image_name(stage)}:latest", self.reference(stage))
             self.tags.append(self.reference(stage))
-        self.monkeypatch.setenv(TAG_VARIABLE, self.tag)
+        for stage in RUNNING_STAGES:
+            self.monkeypatch.setenv(image_variable(stage), self.reference(stage))
 
     def image_from(
         self, stage: str, dockerfile: str, files: dict[str, bytes] | None = None
@@ -221,7 +223,8 @@ def lab_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callabl
     monkeypatch.setattr(verification, "REPORTS", tmp_path / "reports")
     monkeypatch.setattr(reports, "REPORTS", tmp_path / "reports")
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
-    monkeypatch.delenv(TAG_VARIABLE, raising=False)
+    for stage in RUNNING_STAGES:
+        monkeypatch.delenv(image_variable(stage), raising=False)
     opened: list[Lab] = []
 
     def open_lab(key: str) -> Lab:

@@ -416,7 +416,7 @@ def unused_variable(copy: Path) -> tuple[str, int]:
 
 
 COMPOSE_CI = "compose/docker-compose.ci.yml"
-APP_IMAGE = "    image: dashtam/production:"
+APP_IMAGE = "    image: ${DASHTAM_PRODUCTION_IMAGE"
 
 
 def compose_tab(copy: Path) -> tuple[str, int]:

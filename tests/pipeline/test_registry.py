@@ -359,29 +359,173 @@ def test_a_container_the_pipeline_did_not_start_is_left_alone(throwaway: tuple[s
     assert inspect(name)["Id"] == foreign, f"registry: foreign container {name} was replaced"
 
 
-# --- Publishing: what lands in the registry is the image that was verified -------------------
+# --- Builds land by digest; publishing tags what was verified, uploading nothing ------------
+
+# An access-log line of a blob upload (started, continued or finished): the registry's own
+# account of what was uploaded, which the client's progress output may not show.
+BLOB_UPLOAD = re.compile(r'"(?:POST|PATCH|PUT) /v2/\S+/blobs/uploads/')
 
 
-def test_publish_push_lands_the_verified_image_by_digest(registry: Registry):
-    """pipeline.publishing.push of a local image ID: the digest it records serves a manifest
-    whose config is that image, as the registry itself says."""
-    from pipeline import publishing
-
-    stage = "callback"
-    reference = f"dashtam/{stage}:latest"
-    local_id = docker_output("image", "inspect", "--format", "{{.Id}}", reference).strip()
-    published = publishing.push(stage, local_id, registry.address, "publish-test")
-    try:
-        status, _, body = api(
-            registry,
-            f"/v2/dashtam/{stage}/manifests/{published.digest}",
-            accept="application/vnd.docker.distribution.manifest.v2+json",
-        )
-    finally:
-        docker_quietly("image", "rm", f"{registry.address}/dashtam/{stage}:publish-test")
-    assert status == 200, f"registry: manifest {published.digest}, expected 200, found {status}"
-    served = json.loads(body)["config"]["digest"]
-    assert served == local_id, (
-        f"registry: config of {published.reference}, expected {local_id}, found {served}"
+def blob_uploads(registry: Registry) -> int:
+    logs = subprocess.run(
+        ["docker", "container", "logs", registry.name], capture_output=True, text=True, check=False
     )
-    assert published.reference == f"{registry.address}/dashtam/{stage}@{published.digest}"
+    return len(BLOB_UPLOAD.findall(logs.stdout + logs.stderr))
+
+
+@pytest.fixture(scope="module")
+def built_callback(registry: Registry) -> Iterator[tuple[str, object]]:
+    """The real callback image as a build lands it in the (throwaway) registry."""
+    from pipeline import pushing
+
+    local_id = docker_output("image", "inspect", "--format", "{{.Id}}", "dashtam/callback:latest")
+    local_id = local_id.strip()
+    try:
+        yield local_id, pushing.push_images({"callback": local_id}, registry.address)["callback"]
+    finally:
+        docker_quietly("image", "rm", f"{registry.address}/dashtam/callback:build-{local_id[7:19]}")
+
+
+def test_a_build_lands_by_digest_and_an_unchanged_one_is_not_pushed_again(
+    registry: Registry, built_callback
+):
+    from pipeline import pushing
+
+    local_id, pushed = built_callback
+    status, _, body = api(
+        registry,
+        f"/v2/dashtam/callback/manifests/{pushed.digest}",
+        accept="application/vnd.docker.distribution.manifest.v2+json",
+    )
+    assert status == 200, f"registry: manifest {pushed.digest}, expected 200, found {status}"
+    served = json.loads(body)["config"]["digest"]
+    assert served == local_id, f"registry: config of {pushed.reference}, expected {local_id}"
+    assert pushed.reference == f"{registry.address}/dashtam/callback@{pushed.digest}"
+    uploads = blob_uploads(registry)
+    again = pushing.push_images({"callback": local_id}, registry.address)["callback"]
+    assert (again.digest, again.uploaded) == (pushed.digest, False), (
+        f"registry: second push of an unchanged image, expected {pushed.digest} found there, "
+        f"found {again}"
+    )
+    assert blob_uploads(registry) == uploads, "registry: an unchanged image uploaded blobs again"
+
+
+def test_a_new_build_removes_the_superseded_one_nothing_else_names(
+    registry: Registry, tmp_path: Path
+):
+    """Two builds of a stage one after the other: the first, named by its build tag alone,
+    goes; an image another tag still names (a verify run's) stays."""
+    from pipeline import pushing
+
+    target = f"{registry.address}/dashtam/callback"
+    identifiers = []
+    for build in ("first", "second", "third"):
+        scratch = f"dashtam-test/superseded:{build}"
+        (tmp_path / build).mkdir()
+        one_file_image(tmp_path / build, scratch)
+        identifiers.append(
+            docker_output("image", "inspect", "--format", "{{.Id}}", scratch).strip()
+        )
+        pushing.push_images({"callback": identifiers[-1]}, registry.address)
+        if build != "second":
+            docker_quietly("image", "rm", scratch)  # the second keeps a tag of its own
+    try:
+        left = docker_output("image", "ls", "--no-trunc", "--format", "{{.ID}}", target).split()
+        assert identifiers[0] not in left, "registry: the superseded first build was kept"
+        assert identifiers[1] in left, "registry: a build another tag names was removed"
+        assert identifiers[2] in left, "registry: the current build was removed"
+    finally:
+        docker_quietly("image", "rm", "dashtam-test/superseded:second")
+        for identifier in identifiers:
+            docker_quietly("image", "rm", f"{target}:build-{identifier[7:19]}")
+
+
+def verified_records(reports: Path, local_id: str, reference: str) -> None:
+    """Passing verify(ci) and verify(prod) records that booted the callback from `reference`."""
+    from pipeline.reports import record_path
+
+    for environment in ("ci", "prod"):
+        record = {
+            "verdict": "PASS",
+            "images": {"callback": local_id},
+            "references": {"callback": reference},
+        }
+        record_path(environment, reports).write_text(json.dumps(record))
+
+
+def test_publish_tags_the_verified_digest_and_uploads_nothing(
+    registry: Registry, built_callback, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from pipeline import images, publishing
+
+    local_id, pushed = built_callback
+    verified_records(tmp_path, local_id, pushed.reference)
+    monkeypatch.setattr(images, "images_that_run", lambda: ["callback"])
+    monkeypatch.setattr(publishing.registry, "ensure_registry", lambda: registry.address)
+    uploads = blob_uploads(registry)
+    [published] = publishing.publish("publish-test", None, tmp_path)
+    status, headers, _ = api(
+        registry,
+        "/v2/dashtam/callback/manifests/publish-test",
+        method="HEAD",
+        accept=MANIFEST_TYPES,
+    )
+    tagged = headers.get("Docker-Content-Digest")
+    assert (status, tagged) == (200, pushed.digest), (
+        f"registry: callback:publish-test, expected the verified {pushed.digest}, found "
+        f"HTTP {status} {tagged}"
+    )
+    assert published.digest == pushed.digest
+    assert blob_uploads(registry) == uploads, "registry: publishing uploaded blobs"
+    record = json.loads((tmp_path / "published.json").read_text())
+    assert record["callback"]["verified_by"] == ["ci", "prod"]
+    assert (tmp_path / "sbom" / "callback.json").is_file(), "publish wrote no SBOM"
+
+
+def test_publish_refuses_a_digest_no_passing_verify_named(
+    registry: Registry, built_callback, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The registry's digest for another image ID (the records name an image the registry
+    does not hold under that digest): nothing is tagged."""
+    from pipeline import images, publishing
+    from pipeline.errors import PipelineError
+
+    _, pushed = built_callback
+    other = "sha256:" + "0" * 64
+    verified_records(tmp_path, other, pushed.reference)
+    monkeypatch.setattr(images, "images_that_run", lambda: ["callback"])
+    monkeypatch.setattr(publishing, "image_exists", lambda image: True)
+    monkeypatch.setattr(publishing.registry, "ensure_registry", lambda: registry.address)
+    with pytest.raises(PipelineError, match=r"is image sha256:.*not the sha256:0000"):
+        publishing.publish("refused-test", None, tmp_path)
+    status, _, _ = api(
+        registry,
+        "/v2/dashtam/callback/manifests/refused-test",
+        method="HEAD",
+        accept=MANIFEST_TYPES,
+    )
+    assert status == 404, f"registry: a refused publish tagged refused-test (HTTP {status})"
+
+
+def test_publish_to_another_registry_pushes_the_verified_image(
+    registry: Registry, built_callback, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """--to: the verified image ID lands under <destination>/dashtam/<stage>:<tag>."""
+    from pipeline import images, publishing
+
+    local_id, pushed = built_callback
+    verified_records(tmp_path, local_id, pushed.reference)
+    monkeypatch.setattr(images, "images_that_run", lambda: ["callback"])
+    destination = f"{registry.address}/mirror"
+    try:
+        [published] = publishing.publish("to-test", destination, tmp_path)
+    finally:
+        docker_quietly("image", "rm", f"{destination}/dashtam/callback:to-test")
+    status, _, body = api(
+        registry,
+        f"/v2/mirror/dashtam/callback/manifests/{published.digest}",
+        accept="application/vnd.docker.distribution.manifest.v2+json",
+    )
+    assert status == 200 and json.loads(body)["config"]["digest"] == local_id, (
+        f"registry: {published.reference}, expected the verified image {local_id}"
+    )

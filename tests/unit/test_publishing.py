@@ -1,4 +1,5 @@
-"""Publish only what passed: the verify records an image must be named in, and the tag."""
+"""Publish only what passed: the verify records an image must be named in, the registry that
+must hold it, and the tag."""
 
 from __future__ import annotations
 
@@ -7,18 +8,41 @@ import re
 
 import pytest
 
-from pipeline import images, publishing
+from pipeline import images, publishing, registry_api
 from pipeline.errors import PipelineError
 from pipeline.reports import record_path
 
 IMAGE = "sha256:" + "a" * 64
 OTHER = "sha256:" + "b" * 64
+ADDRESS = "localhost:5000"
+DIGEST = "sha256:" + "c" * 64
 
 
-def write_record(reports, environment, verdict="PASS", image=IMAGE):
-    record_path(environment, reports).write_text(
-        json.dumps({"environment": environment, "verdict": verdict, "images": {"app": image}})
+def reference(stage: str, address: str = ADDRESS, digest: str = DIGEST) -> str:
+    return f"{address}/dashtam/{stage}@{digest}"
+
+
+def write_record(reports, environment, verdict="PASS", image=IMAGE, address=ADDRESS, **extra):
+    development = environment in ("dev", "test")
+    stages = (
+        {"app": "development", "callback": "development"}
+        if development
+        else {
+            "app": "production",
+            "callback": "callback",
+        }
     )
+    record = {
+        "environment": environment,
+        "verdict": verdict,
+        "images": {**dict.fromkeys(stages, image), "postgres": OTHER},
+        "references": {
+            **{service: reference(stage, address) for service, stage in stages.items()},
+            "postgres": "postgres:17",
+        },
+        **extra,
+    }
+    record_path(environment, reports).write_text(json.dumps(record))
 
 
 @pytest.fixture
@@ -28,8 +52,11 @@ def reports(tmp_path):
     return tmp_path
 
 
-def test_an_image_every_environment_passed_on_is_publishable(reports):
-    assert publishing.refusal("production", IMAGE, reports) is None
+def test_the_image_every_environment_passed_on_is_the_one_verified(reports):
+    verified = publishing.verified_image("production", reports)
+    assert verified.image_id == IMAGE
+    assert verified.references == (reference("production"),)
+    assert verified.environments == ("ci", "prod")
 
 
 def test_the_environments_that_run_a_stage_are_the_ones_asked():
@@ -42,8 +69,9 @@ def test_the_environments_that_run_a_stage_are_the_ones_asked():
     [
         ("missing", r"no verify\(prod\) report"),
         ("failed", r"the last verify\(prod\) failed"),
-        ("other-image", r"verify\(prod\) passed on other images"),
+        ("other-image", r"passed on different images \(ci: sha256:aaaa.*prod: sha256:bbbb"),
         ("unreadable", r"verify-prod.json cannot be read"),
+        ("no-digest", r"verify\(prod\) names no digest of dashtam/production"),
     ],
 )
 def test_an_image_without_a_passing_record_of_its_own_is_refused(reports, breakage, expected):
@@ -54,17 +82,47 @@ def test_an_image_without_a_passing_record_of_its_own_is_refused(reports, breaka
         write_record(reports, "prod", verdict="FAIL")
     elif breakage == "other-image":
         write_record(reports, "prod", image=OTHER)
+    elif breakage == "no-digest":
+        write_record(reports, "prod", references={"app": "dashtam/production:latest"})
     else:
         path.write_text("{not json")
-    reason = publishing.refusal("production", IMAGE, reports)
-    assert reason is not None, f"{breakage}: published anyway"
-    assert re.search(expected, reason), reason
-    assert 'nox -s "verify(prod)"' in reason
+    with pytest.raises(PipelineError) as refused:
+        publishing.verified_image("production", reports)
+    assert re.search(expected, str(refused.value)), refused.value
 
 
 def test_the_development_image_does_not_need_prods_verdict(reports):
     write_record(reports, "prod", verdict="FAIL")
-    assert publishing.refusal("development", IMAGE, reports) is None
+    assert publishing.verified_image("development", reports).image_id == IMAGE
+
+
+def test_one_image_verified_from_two_registries_is_one_image(reports):
+    """The workflow's verify jobs each push to a registry of their own."""
+    write_record(reports, "prod", address="localhost:5001")
+    verified = publishing.verified_image("production", reports)
+    assert verified.references == (
+        reference("production"),
+        reference("production", "localhost:5001"),
+    )
+
+
+class FakeManifest:
+    def __init__(self, config: str):
+        self.config_digest = config
+        self.digest = DIGEST
+
+
+def test_the_local_registry_must_hold_the_digest_verified(reports, monkeypatch):
+    verified = publishing.verified_image("production", reports)
+    with pytest.raises(
+        PipelineError, match=r"not one digest in the registry now at localhost:6000"
+    ):
+        publishing.verified_manifest(verified, "localhost:6000")
+    monkeypatch.setattr(registry_api, "fetch_manifest", lambda *arguments: FakeManifest(OTHER))
+    with pytest.raises(PipelineError, match=r"is image sha256:bbbb.*not the sha256:aaaa"):
+        publishing.verified_manifest(verified, ADDRESS)
+    monkeypatch.setattr(registry_api, "fetch_manifest", lambda *arguments: FakeManifest(IMAGE))
+    assert publishing.verified_manifest(verified, ADDRESS).config_digest == IMAGE
 
 
 def test_a_clean_tree_publishes_under_its_commit(monkeypatch):
@@ -85,13 +143,27 @@ def test_a_tag_docker_would_refuse_is_refused_first(tag):
         publishing.release_tag(tag)
 
 
-def test_nothing_is_pushed_when_one_image_is_refused(reports, monkeypatch):
-    monkeypatch.setattr(images, "clean_commit_sha", lambda: "abc1234")
-    monkeypatch.setattr(publishing, "image_id", lambda reference: IMAGE)
+@pytest.mark.parametrize(
+    "destination", ["ghcr.io", "GHCR.io/Acme", "ghcr.io/acme:1", "ghcr.io/acme/"]
+)
+def test_a_destination_that_is_not_registry_and_namespace_is_refused(destination, reports):
+    with pytest.raises(PipelineError, match=r"--to .* is not a registry and namespace"):
+        publishing.publish("release-1", destination, reports)
+
+
+def test_nothing_is_tagged_when_one_image_is_refused(reports, monkeypatch):
     write_record(reports, "ci", image=OTHER)
-    pushed = []
-    monkeypatch.setattr(publishing, "push", lambda *arguments: pushed.append(arguments))
-    monkeypatch.setattr(publishing.registry, "ensure_registry", lambda: "localhost:1")
-    with pytest.raises(PipelineError, match=r"dashtam/production:latest is not published"):
-        publishing.publish(None, reports)
-    assert pushed == []
+    tagged = []
+    monkeypatch.setattr(publishing, "image_exists", lambda image: True)
+    monkeypatch.setattr(publishing.registry, "ensure_registry", lambda: ADDRESS)
+    monkeypatch.setattr(registry_api, "tag_manifest", lambda *arguments: tagged.append(arguments))
+    monkeypatch.setattr(publishing, "push_verified", lambda *arguments: tagged.append(arguments))
+    with pytest.raises(PipelineError, match=r"dashtam/production is not published"):
+        publishing.publish("release-1", None, reports)
+    assert tagged == []
+
+
+def test_an_image_this_engine_no_longer_holds_is_not_published(reports, monkeypatch):
+    monkeypatch.setattr(publishing, "image_exists", lambda image: False)
+    with pytest.raises(PipelineError, match=r"does not hold the verified image.*nox -s build-all"):
+        publishing.publish("release-1", "ghcr.io/acme", reports)

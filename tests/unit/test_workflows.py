@@ -336,10 +336,49 @@ def test_workflow_token_can_only_read_contents(workflow_name):
         f"found {workflow.get('permissions')!r}"
     )
     for job_id, job in workflow["jobs"].items():
+        if (workflow_name, job_id) == PUBLISHING_JOB:
+            continue
         granted = job.get("permissions", {})
         assert granted in ({}, "read-all") or set(granted.values()) <= {"read", "none"}, (
             f"{workflow_name}: job {job_id}: permissions expected read-only, found {granted!r}"
         )
+
+
+# The one job whose token may write: packages, and the provenance it signs (policy, #16).
+PUBLISHING_JOB = ("pipeline.yml", "publish")
+PUBLISHING_PERMISSIONS = {
+    "contents": "read",
+    "packages": "write",
+    "id-token": "write",
+    "attestations": "write",
+}
+
+
+def test_only_main_publishes_and_only_after_every_build_and_verify_passed():
+    workflow_name, job_id = PUBLISHING_JOB
+    job = WORKFLOWS[workflow_name]["jobs"][job_id]
+    assert job.get("permissions") == PUBLISHING_PERMISSIONS, (
+        f"{workflow_name}: job {job_id}: permissions expected {PUBLISHING_PERMISSIONS}, "
+        f"found {job.get('permissions')!r}"
+    )
+    condition = "github.event_name == 'push' && github.ref == 'refs/heads/main'"
+    assert job.get("if") == condition, (
+        f"{workflow_name}: job {job_id}: if expected {condition!r}, found {job.get('if')!r}"
+    )
+    assert {"build", "verify"} <= set(job.get("needs", [])), (
+        f"{workflow_name}: job {job_id}: needs expected build and verify, found {job.get('needs')}"
+    )
+    scripts = " ".join(script for name, script in run_scripts({"jobs": {job_id: job}}))
+    assert "nox --sessions publish -- --to" in scripts, (
+        f"{workflow_name}: job {job_id}: expected a `nox --sessions publish -- --to` step"
+    )
+    attested = [
+        step for step in job["steps"] if step.get("uses", "").startswith("actions/attest-build-")
+    ]
+    assert len(attested) == 3, (
+        f"{workflow_name}: job {job_id}: expected a provenance attestation per published "
+        f"image (3), found {len(attested)}"
+    )
 
 
 @pytest.mark.parametrize("workflow_name", sorted(WORKFLOWS))
@@ -367,9 +406,22 @@ def test_job_has_a_timeout_and_a_pinned_runner(workflow_name, job_id):
     )
 
 
+def uses_the_sources(job: dict) -> bool:
+    """A job that runs a script with the project's tools (uv, nox) reads the checkout."""
+    return any(
+        "uv run" in step.get("run", "") or "nox" in step.get("run", "")
+        for step in job.get("steps", [])
+    )
+
+
 @pytest.mark.parametrize(
     ("workflow_name", "job_id"),
-    [(name, job_id) for name, workflow in WORKFLOWS.items() for job_id in workflow["jobs"]],
+    [
+        (name, job_id)
+        for name, workflow in WORKFLOWS.items()
+        for job_id, job in workflow["jobs"].items()
+        if uses_the_sources(job)
+    ],
 )
 def test_checkout_does_not_leave_the_token_in_git_config(workflow_name, job_id):
     checkouts = [

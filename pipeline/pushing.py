@@ -1,0 +1,140 @@
+"""Every build lands in the pipeline's registry, and what runs is named by digest.
+
+`push_images({stage: image ID}, address)` pushes each image under a tag named after its
+content (`<address>/dashtam/<stage>:build-<image ID, 12 digits>`, which no other build can
+move while it is pushed), and returns its digest reference
+(`<address>/dashtam/<stage>@sha256:…`), which compose boots and reports name: a tag can
+move under a running verify, a digest cannot. An image the registry already holds — the
+engine knows its digest there and the registry serves it — is not pushed again.
+
+`<address>/dashtam/<stage>:cache` is the layer cache the next build imports, in this clone or
+another with an empty BuildKit cache (pipeline.images exports it, `push_cache` pushes it).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from pipeline import registry_api
+from pipeline.engine import tag_image
+from pipeline.environments import image_name
+from pipeline.errors import PipelineError
+from pipeline.process import last_line, run
+
+CACHE_TAG = "cache"
+_PUSHED_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64})")
+
+
+@dataclass(frozen=True)
+class PushedImage:
+    stage: str
+    image_id: str
+    repository: str  # <registry>/dashtam/<stage>
+    digest: str
+    uploaded: bool  # False: the registry held it already
+
+    @property
+    def reference(self) -> str:
+        return f"{self.repository}@{self.digest}"
+
+
+def repository(address: str, stage: str) -> str:
+    return f"{address}/{image_name(stage)}"
+
+
+def cache_reference(address: str, stage: str) -> str:
+    return f"{repository(address, stage)}:{CACHE_TAG}"
+
+
+def push_images(image_ids: dict[str, str], address: str) -> dict[str, PushedImage]:
+    """Push each stage's image (side by side) and return where the registry holds it."""
+    if not image_ids:
+        return {}
+    known = repo_digests(list(image_ids.values()))
+    with ThreadPoolExecutor(max_workers=len(image_ids)) as pool:
+        futures = {
+            stage: pool.submit(push_one, stage, image_id, address, known.get(image_id, []))
+            for stage, image_id in image_ids.items()
+        }
+        return {stage: future.result() for stage, future in futures.items()}
+
+
+def repo_digests(image_ids: list[str]) -> dict[str, list[str]]:
+    """Image ID -> the `name@digest` references the engine knows it by (one inspect)."""
+    command = ["docker", "image", "inspect", "--format", "{{.Id}} {{json .RepoDigests}}"]
+    result = run([*command, *image_ids])
+    if result.returncode != 0:
+        raise PipelineError(
+            f"cannot inspect the images just built ({last_line(result.stderr)}); "
+            "check the engine with `docker info`."
+        )
+    known = {}
+    for line in result.stdout.splitlines():
+        identifier, _, digests = line.partition(" ")
+        known[identifier] = json.loads(digests) or []
+    return known
+
+
+def push_one(stage: str, image_id: str, address: str, known: list[str]) -> PushedImage:
+    """The image in the registry: found there already, or pushed and checked."""
+    name = image_name(stage)
+    target = repository(address, stage)
+    for reference in known:
+        held_in, _, digest = reference.partition("@")
+        if held_in != target or not registry_api.has_manifest(address, name, digest):
+            continue
+        if registry_api.fetch_manifest(address, name, digest).config_digest == image_id:
+            return PushedImage(stage, image_id, target, digest, uploaded=False)
+    pushed_as = f"{target}:build-{image_id.removeprefix('sha256:')[:12]}"
+    tag_image(image_id, pushed_as)
+    result = run(["docker", "push", pushed_as], timeout=1800)
+    match = _PUSHED_DIGEST.search(result.stdout or "")
+    if result.returncode != 0 or match is None:
+        raise PipelineError(
+            f"pushing {pushed_as} failed ({last_line(result.stderr or result.stdout)}); "
+            "check the registry with `nox -s registry`, then build again."
+        )
+    digest = match.group(1)
+    manifest = registry_api.fetch_manifest(address, name, digest)
+    if manifest.config_digest != image_id:
+        raise PipelineError(
+            f"{target}@{digest} serves image {manifest.config_digest}, not the {image_id} just "
+            "built; the registry holds something else under that name: inspect it first."
+        )
+    remove_superseded(target, keep=image_id)
+    return PushedImage(stage, image_id, target, digest, uploaded=True)
+
+
+def remove_superseded(target: str, keep: str) -> None:
+    """Remove the earlier builds of `target` that nothing else names any more.
+
+    The build tag holds the engine's record of an image's digest in the registry (untagging
+    it forgets the digest too), so it stays while the image is current; once `latest` and
+    every verify run's tag have moved on, it alone would keep a superseded image on disk. An
+    image a container still uses stays (Docker refuses, and that is fine); the registry keeps
+    every build.
+    """
+    listed = run(["docker", "image", "ls", "--no-trunc", "--format", "{{.ID}}", target])
+    earlier = sorted({line for line in listed.stdout.split() if line and line != keep})
+    if listed.returncode != 0 or not earlier:
+        return
+    names = run(["docker", "image", "inspect", "--format", "{{json .RepoTags}}", *earlier])
+    for line in names.stdout.splitlines():
+        tags = json.loads(line) or []
+        if tags and all(tag.startswith(f"{target}:build-") for tag in tags):
+            run(["docker", "image", "rm", *tags])
+
+
+def push_cache(references: list[str]) -> None:
+    """Push the layer-cache images (their layers are the images' own, already there)."""
+    with ThreadPoolExecutor(max_workers=max(1, len(references))) as pool:
+        results = list(pool.map(lambda ref: run(["docker", "push", ref], timeout=1800), references))
+    for reference, result in zip(references, results, strict=True):
+        if result.returncode != 0:
+            raise PipelineError(
+                f"pushing the layer cache {reference} failed ({last_line(result.stderr)}); "
+                "check the registry with `nox -s registry`, then build again."
+            )
