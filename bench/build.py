@@ -1,5 +1,7 @@
 """The build section: every stage of both designs, cold, unchanged, after a source change and
-after a dependency change, from a private copy of the sources; then the images' sizes.
+after a dependency change, from a private copy of the sources; then, for the project, the
+same sources rebuilt as a second clone would, with an empty BuildKit cache importing the
+layer cache pushed to the registry; then the images' sizes.
 
 Builds go through pipeline.images (bake_definition, bake_rounds, bake), as `nox -s build-all`
 builds them; image questions through pipeline.engine.
@@ -17,7 +19,7 @@ from pathlib import Path
 from bench.figures import SCENARIO_LABELS
 from bench.parsers import BuildStep, parse_build_steps, split_cached
 from bench.record import PROJECT, VARIANTS, BenchRun, Variant
-from pipeline import engine, images
+from pipeline import engine, images, pushing, registry
 from pipeline.environments import ROOT, STAGES
 from pipeline.errors import PipelineError
 from pipeline.image_sources import image_references
@@ -32,7 +34,7 @@ CHANGED_SOURCE = Path("src") / "main.py"
 DEPENDENCY = "six"
 DEPENDENCY_VERSIONS = ("1.17.0", "1.16.0", "1.15.0", "1.14.0", "1.13.0", "1.12.0", "1.11.0")
 # Tags the build section leaves behind: `:noop` (the current sources) is what boot runs.
-SUPERSEDED_SCENARIOS = ("warm", "cold", "source", "dependency")
+SUPERSEDED_SCENARIOS = ("warm", "cold", "source", "dependency", "registry")
 
 
 def copy_sources(destination: Path) -> Path:
@@ -187,6 +189,42 @@ def build_repetition(bench_run: BenchRun, variant: Variant, repetition: int) -> 
             }
         )
         build_all(bench_run, variant, context, "dependency", repetition)
+        if variant is PROJECT and not bench_run.quick:
+            rebuild_from_registry(bench_run, context, repetition)
+
+
+def rebuild_from_registry(bench_run: BenchRun, context: Path, repetition: int) -> None:
+    """A second clone's build of these sources: their layer cache pushed to the registry as
+    the pipeline pushes it, BuildKit's own cache emptied, every stage rebuilt importing it."""
+    dockerfile = context / PROJECT.dockerfile
+    stages = images.images_that_run(STAGES, dockerfile)
+    address = registry.ensure_registry()
+    cache = [f"{address}/{PROJECT.namespace}/{stage}:{pushing.CACHE_TAG}" for stage in stages]
+    carriers = images.bake_definition(
+        {stage: [reference] for stage, reference in zip(stages, cache, strict=True)},
+        source=bench_run.source,
+        context=context,
+        dockerfile=dockerfile,
+        inline_cache=True,
+    )
+    images.bake(carriers, images.bake_rounds(stages, dockerfile), progress="plain", show=False)
+    pushing.push_cache(cache)
+    say("project: pruning the BuildKit cache for a second clone's build", speaker="bench")
+    prune_build_cache()
+    tags = {stage: f"{PROJECT.namespace}/{stage}:registry" for stage in stages}
+    definition = images.bake_definition(
+        {stage: [tag] for stage, tag in tags.items()},
+        source=bench_run.source,
+        context=context,
+        dockerfile=dockerfile,
+        cache_from=cache,
+    )
+    seconds, output = images.bake(
+        definition, images.bake_rounds(stages, dockerfile), progress="plain", show=False
+    )
+    record_build(
+        bench_run, PROJECT, "registry", repetition, tags, seconds, parse_build_steps(output)
+    )
 
 
 def record_sizes(bench_run: BenchRun, variant: Variant) -> None:
@@ -211,6 +249,7 @@ def build_all(
         for stage in images.images_that_run(STAGES, dockerfile)
     }
     total, steps = bake_replacing(bench_run, context, variant, tags)
+    record_build(bench_run, variant, scenario, repetition, tags, total, steps)
     if scenario == "noop":
         # base and builder as images too, for the size table: cached, and not timed.
         parts = {
@@ -219,6 +258,17 @@ def build_all(
             if stage not in tags
         }
         bake_replacing(bench_run, context, variant, parts)
+
+
+def record_build(
+    bench_run: BenchRun,
+    variant: Variant,
+    scenario: str,
+    repetition: int,
+    tags: dict[str, str],
+    total: float,
+    steps: list[BuildStep],
+) -> None:
     bench_run.builds.append(
         {
             "variant": variant.name,

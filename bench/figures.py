@@ -21,6 +21,7 @@ SCENARIO_LABELS = {
     "noop": "no-op rebuild",
     "source": "rebuild after a one-line change in src/",
     "dependency": "rebuild after adding a dependency and re-locking",
+    "registry": "second clone: empty BuildKit cache, the registry's layer cache imported",
 }
 EN_DASH = "\u2013"
 
@@ -95,6 +96,12 @@ FIGURE_TABLE: tuple[FigureGroup, ...] = (
         "scenario",
         ("build.project_to_baseline.{scenario}", "project ÷ baseline: {label}", "ratio"),
     ),
+    _group(
+        BUILD,
+        None,
+        ("build.project.registry.seconds", f"project: {SCENARIO_LABELS['registry']}", "s"),
+        ("build.project.registry_to_cold", "project: second clone ÷ cold", "ratio"),
+    ),
     _group(SIZE, "stage", ("size.project.{stage}.bytes", "project image: {stage}", "bytes")),
     _group(
         SIZE,
@@ -139,6 +146,11 @@ FIGURE_TABLE: tuple[FigureGroup, ...] = (
         None,
         ("session.verify_ci.seconds", '`nox -s "verify(ci)"`, images cached', "s"),
         ("session.make_verify.seconds", "`make verify`, all environments, images cached", "s"),
+        (
+            "session.publish.seconds",
+            "`nox -s publish`, the three verified images (and their SBOMs)",
+            "s",
+        ),
     ),
     _group(
         NO_OP,
@@ -257,6 +269,11 @@ RATIO_TABLE = (
         "build.baseline.{scenario}.seconds",
         "scenario",
     ),
+    Ratio(
+        "build.project.registry_to_cold",
+        "build.project.registry.seconds",
+        "build.project.cold.seconds",
+    ),
     Ratio("size.production_to_python", "size.project.production.bytes", "size.python_base.bytes"),
     Ratio(
         "size.production_to_baseline",
@@ -311,6 +328,7 @@ TARGETS = (
     Target("build.project.noop_to_cold", 0.05),
     Target("build.project.source_to_cold", 0.15),
     Target("build.project.dependency_to_cold", 0.40),
+    Target("build.project.registry_to_cold", 0.15),
     Target("size.production_to_python", 0.75),
     Target("size.production_to_baseline", 0.60),
     Target("boot.ci.up_seconds", 15.0),
@@ -319,6 +337,7 @@ TARGETS = (
     Target("goss.suite_to_goss", 2.0),
     Target("session.verify_ci.seconds", 120.0),
     Target("session.make_verify.seconds", 40.0),
+    Target("session.publish.seconds", 10.0),
     Target("session.make_build_noop.seconds", 1.5),
     Target("session.base_images_noop.seconds", 1.0),
     Target("session.build_all_noop_to_cold", 0.05),

@@ -4,6 +4,8 @@ The one place the bench starts the pipeline's front door: the whole command, nox
 make's start-up included, is the figure. Each runs `repeat` times after one warm-up run:
 - `nox -s "verify(ci)"`;
 - `make verify` (lint, build, every environment verified side by side);
+- `nox -s publish -- --tag bench`: the digests `make verify` passed on, tagged in the
+  registry, with their SBOMs;
 - `make build` and `nox -s build-all` with nothing to do;
 - `nox -s base-images` with nothing to do (air-gapped mode only: upstream has no stand-ins).
 """
@@ -40,6 +42,11 @@ class Command:
 COMMANDS = (
     Command("session.verify_ci.seconds", 'nox -s "verify(ci)"', (*NOX, "-s", "verify(ci)")),
     Command("session.make_verify.seconds", "make verify", ("make", "verify")),
+    Command(
+        "session.publish.seconds",
+        "nox -s publish",
+        (*NOX, "-s", "publish", "--", "--tag", "bench"),
+    ),
     Command("session.make_build_noop.seconds", "make build", ("make", "build")),
     Command("session.build_all_noop.seconds", "nox -s build-all", (*NOX, "-s", "build-all")),
     Command(
