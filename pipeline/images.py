@@ -217,18 +217,20 @@ def build_stages(
     """
     for name in stage_names:
         stage(name)
-    *_, source = preflight.require_all(
+    # The registry is started (or found up) alongside the checks: it is last, so a missing
+    # engine is reported by the engine's own check.
+    *_, source, address = preflight.require_all(
         preflight.require_engine,
         preflight.require_buildx,
         preflight.require_lock_file,
         image_sources.require_image_source,
+        registry.ensure_registry,
     )
     commit = clean_commit_sha()
     tags = {
         name: stage_tags(name, commit) + [f"{image_name(name)}:{tag}" for tag in extra_tags]
         for name in stage_names
     }
-    address = registry.ensure_registry()
     cache = [pushing.cache_reference(address, name) for name in stage_names]
     definition = bake_definition(
         tags, source=source, context=ROOT, dockerfile=DOCKERFILE, cache_from=cache
@@ -237,13 +239,17 @@ def build_stages(
     seconds, _ = bake(definition, rounds, progress="auto" if show else "plain", show=show)
     built = inspect_built([tags[name][0] for name in stage_names])
     answers = dict(zip(stage_names, built, strict=True))
-    for name, (_, user, _) in answers.items():
+    for name, (_, user, _, _) in answers.items():
         if (user or "root") in ("root", "0", "0:0"):
             raise PipelineError(
                 f"docker/Dockerfile: stage {name!r} is configured to run as root; "
                 "end the stage with `USER appuser`."
             )
-    pushed = pushing.push_images({name: answer[0] for name, answer in answers.items()}, address)
+    pushed = pushing.push_images(
+        {name: answer[0] for name, answer in answers.items()},
+        address,
+        known={answer[0]: answer[3] for answer in answers.values()},
+    )
     changed = [name for name in stage_names if pushed[name].uploaded]
     if changed and os.environ.get(CACHE_VARIABLE) != "gha":
         export_layer_cache(changed, address, source)
@@ -257,7 +263,7 @@ def build_stages(
             identifier,
             pushed[name].reference,
         )
-        for name, (identifier, _, size) in answers.items()
+        for name, (identifier, _, size, _) in answers.items()
     ]
     if not show:
         built = ", ".join(result.tags[0] for result in results)
@@ -286,9 +292,10 @@ def export_layer_cache(stage_names: list[str], address: str, source: str) -> Non
     pushing.push_cache(cache)
 
 
-def inspect_built(references: list[str]) -> list[tuple[str, str, int]]:
-    """(image ID, configured user, size in bytes) of each image, in one `docker image inspect`."""
-    answer = "{{.Id}} {{json .Config.User}} {{.Size}}"
+def inspect_built(references: list[str]) -> list[tuple[str, str, int, list[str]]]:
+    """(image ID, configured user, size in bytes, the `name@digest` references the engine knows
+    it by) of each image, in one `docker image inspect`."""
+    answer = "{{.Id}} {{.Size}} {{json .RepoDigests}} {{json .Config.User}}"
     result = run(["docker", "image", "inspect", "--format", answer, *references])
     if result.returncode != 0:
         raise PipelineError(
@@ -297,9 +304,8 @@ def inspect_built(references: list[str]) -> list[tuple[str, str, int]]:
         )
     answers = []
     for line in result.stdout.splitlines():
-        identifier, _, rest = line.partition(" ")
-        user, _, size = rest.rpartition(" ")
-        answers.append((identifier, json.loads(user), int(size)))
+        identifier, size, digests, user = line.split(" ", 3)
+        answers.append((identifier, json.loads(user), int(size), json.loads(digests) or []))
     return answers
 
 

@@ -49,11 +49,17 @@ def cache_reference(address: str, stage: str) -> str:
     return f"{repository(address, stage)}:{CACHE_TAG}"
 
 
-def push_images(image_ids: dict[str, str], address: str) -> dict[str, PushedImage]:
-    """Push each stage's image (side by side) and return where the registry holds it."""
+def push_images(
+    image_ids: dict[str, str], address: str, known: dict[str, list[str]] | None = None
+) -> dict[str, PushedImage]:
+    """Push each stage's image (side by side) and return where the registry holds it.
+
+    `known`: image ID -> the `name@digest` references the engine knows it by, when the caller
+    has just read them; else they are read here."""
     if not image_ids:
         return {}
-    known = repo_digests(list(image_ids.values()))
+    if known is None:
+        known = repo_digests(list(image_ids.values()))
     with ThreadPoolExecutor(max_workers=len(image_ids)) as pool:
         futures = {
             stage: pool.submit(push_one, stage, image_id, address, known.get(image_id, []))
@@ -83,10 +89,10 @@ def push_one(stage: str, image_id: str, address: str, known: list[str]) -> Pushe
     name = image_name(stage)
     target = repository(address, stage)
     for reference in known:
+        # The engine recorded this digest when it pushed this very image, and a digest names
+        # one content: the registry still holding it is all there is to ask.
         held_in, _, digest = reference.partition("@")
-        if held_in != target or not registry_api.has_manifest(address, name, digest):
-            continue
-        if registry_api.fetch_manifest(address, name, digest).config_digest == image_id:
+        if held_in == target and registry_api.has_manifest(address, name, digest):
             return PushedImage(stage, image_id, target, digest, uploaded=False)
     pushed_as = f"{target}:build-{image_id.removeprefix('sha256:')[:12]}"
     tag_image(image_id, pushed_as)

@@ -98,10 +98,11 @@ def _ensure_registry(name: str, volume: str, port: int | None) -> str:
     existing = inspect_container(name)
     if existing is not None:
         require_made_here(existing, name)
+        health = (existing["State"].get("Health") or {}).get("Status")
         if (
             is_as_asked(existing, image, volume, port)
             and existing["State"]["Running"]
-            and wait_until_healthy(name) == "healthy"
+            and (health == "healthy" or wait_until_healthy(name) == "healthy")
         ):
             return address
     # The container being replaced may hold the port itself; anything else holding it stops

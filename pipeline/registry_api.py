@@ -44,6 +44,14 @@ def _request(method: str, url: str, **arguments) -> urllib.request.Request:
     return urllib.request.Request(url, method=method, **arguments)  # noqa: S310 (http only)
 
 
+def _manifest_request(method: str, address: str, name: str, reference: str):
+    return _request(
+        method,
+        f"http://{address}/v2/{name}/manifests/{reference}",
+        headers={"Accept": ", ".join(MANIFEST_TYPES)},
+    )
+
+
 def _open(request: urllib.request.Request):
     # A registry on localhost (the pipeline's own), which Docker also speaks plain HTTP to.
     return urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS)  # noqa: S310
@@ -51,13 +59,8 @@ def _open(request: urllib.request.Request):
 
 def fetch_manifest(address: str, name: str, reference: str) -> Manifest:
     """The manifest the registry serves for `name` at a tag or digest; a digest is checked."""
-    request = _request(
-        "GET",
-        f"http://{address}/v2/{name}/manifests/{reference}",
-        headers={"Accept": ", ".join(MANIFEST_TYPES)},
-    )
     try:
-        with _open(request) as response:
+        with _open(_manifest_request("GET", address, name, reference)) as response:
             manifest = Manifest(response.read(), response.headers.get_content_type())
     except (urllib.error.URLError, OSError) as error:
         raise PipelineError(
@@ -73,13 +76,8 @@ def fetch_manifest(address: str, name: str, reference: str) -> Manifest:
 
 def has_manifest(address: str, name: str, digest: str) -> bool:
     """Whether the registry holds this manifest (one HEAD request)."""
-    request = _request(
-        "HEAD",
-        f"http://{address}/v2/{name}/manifests/{digest}",
-        headers={"Accept": ", ".join(MANIFEST_TYPES)},
-    )
     try:
-        with _open(request) as response:
+        with _open(_manifest_request("HEAD", address, name, digest)) as response:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False

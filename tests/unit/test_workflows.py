@@ -22,6 +22,7 @@ import yaml
 
 from pipeline.environments import ENVIRONMENTS, STAGES
 from pipeline.errors import PipelineError
+from pipeline.images import images_that_run
 from pipeline.workflow_matrix import (
     MATRIX_SESSIONS,
     github_output_lines,
@@ -379,6 +380,34 @@ def test_only_main_publishes_and_only_after_every_build_and_verify_passed():
         f"{workflow_name}: job {job_id}: expected a provenance attestation per published "
         f"image (3), found {len(attested)}"
     )
+    sbom_attested = [
+        step
+        for step in job["steps"]
+        if step.get("uses", "").startswith(("actions/attest@", "actions/attest-sbom@"))
+        and "sbom-path" in step.get("with", {})
+    ]
+    assert len(sbom_attested) == 3, (
+        f"{workflow_name}: job {job_id}: expected an SBOM attestation per published "
+        f"image (3), found {len(sbom_attested)}"
+    )
+    # What publish pushes (pipeline.publishing), each with reports/sbom/<stage>.json.
+    expected_sboms = {f"reports/sbom/{stage}.json" for stage in images_that_run()}
+    found_sboms = {step["with"]["sbom-path"] for step in sbom_attested}
+    assert found_sboms == expected_sboms, (
+        f"{workflow_name}: job {job_id}: sbom-path expected {sorted(expected_sboms)}, "
+        f"found {sorted(found_sboms)}"
+    )
+    for step in sbom_attested:
+        stage = Path(step["with"]["sbom-path"]).stem
+        subject = {
+            key: f"${{{{ steps.published.outputs.{stage}-{output} }}}}"
+            for key, output in (("subject-name", "repository"), ("subject-digest", "digest"))
+        }
+        found = {key: step["with"].get(key) for key in subject}
+        assert found == subject, (
+            f"{workflow_name}: job {job_id}: the {stage} SBOM must be attested for the "
+            f"{stage} image: expected {subject}, found {found}"
+        )
 
 
 @pytest.mark.parametrize("workflow_name", sorted(WORKFLOWS))
