@@ -135,6 +135,8 @@ def verify(
     from pipeline import images, reports  # the suite imports this module's names only
 
     environment = environment_named(environment_name)
+    if build:
+        refuse_images_from_the_shell(environment.stages)
     run_id = uuid.uuid4().hex[:8]
     run_tag = f"verify-{run_id}" if build else None
     built = {}
@@ -173,6 +175,18 @@ def verify(
             signal.signal(signal.SIGTERM, previous_term)
     junit = reports.junit_path(environment.name)
     return VerifyOutcome(passed, junit, summary, time.monotonic() - started)
+
+
+def refuse_images_from_the_shell(stage_names: tuple[str, ...]) -> None:
+    """A verify run boots the digests it built; compose would let the shell's
+    DASHTAM_<STAGE>_IMAGE win over them, so the run stops before it builds anything."""
+    for stage_name in stage_names:
+        variable = stacks.image_variable(stage_name)
+        if os.environ.get(variable):
+            raise PipelineError(
+                f"{variable} is set in this shell ({os.environ[variable]}); a verify run boots "
+                f"the image it builds, by digest: unset it (`unset {variable}`) and verify again."
+            )
 
 
 def _keep_or_tear_down(stack: stacks.Stack, keep: bool) -> None:

@@ -159,6 +159,11 @@ def registry_port(value: str) -> Plant:
     return plant
 
 
+def production_image_in_the_shell(copy: Path, scratch: Path, planted: Planted) -> None:
+    """The shell names an image for the production stage; a verify run builds its own."""
+    planted.variables["DASHTAM_PRODUCTION_IMAGE"] = "dashtam/production:latest"
+
+
 MISSING_STAND_IN = "dashtam-airgap/postgres:reliability-missing"
 
 
@@ -246,6 +251,16 @@ CASES = {
         "registry",
         registry_port_taken,
         (r"port \d+ on 127\.0\.0\.1", r"in use", REGISTRY_PORT_VARIABLE, r"nox -s registry"),
+    ),
+    "registry-port-in-use-for-build": BadInput(
+        "build(production)",
+        registry_port_taken,
+        (r"port \d+ on 127\.0\.0\.1", r"in use", REGISTRY_PORT_VARIABLE),
+    ),
+    "image-variable-in-the-shell-for-verify": BadInput(
+        "verify(ci)",
+        production_image_in_the_shell,
+        (r"DASHTAM_PRODUCTION_IMAGE is set", r"unset DASHTAM_PRODUCTION_IMAGE"),
     ),
     "registry-port-not-a-port": BadInput(
         "registry", registry_port("fivethousand"), (REGISTRY_PORT_VARIABLE, r"'fivethousand'")
