@@ -16,7 +16,7 @@ AIRGAP_PREP := $(if $(AIRGAP),base-images,)
 # stack beside your own, with its own env file (env/.env.<name>) and volumes.
 DEV_PROJECT := $(or $(DASHTAM_PROJECT),dashtam-dev)
 
-.PHONY: help tools engine verify test lint build base-images \
+.PHONY: help tools engine verify test lint build publish base-images \
 	dev-up dev-down dev-restart dev-status dev-logs dev-shell dev-rebuild dev-destroy \
 	test-up test-down test-rebuild
 
@@ -41,6 +41,9 @@ lint: tools ## Lint Dockerfile, YAML, compose configs, workflows and env files
 
 build: tools ## Build all five stages (tags development, production, callback)
 	$(NOX) -s $(AIRGAP_PREP) build-all
+
+publish: tools engine ## Tag in the registry the digests every verify passed on (TAG=name; default: the commit)
+	$(NOX) -s publish $(if $(TAG),-- --tag $(TAG),)
 
 base-images: tools ## Build the air-gapped stand-ins for the upstream base images
 	@bash scripts/install-docker.sh --with-mmdebstrap

@@ -1,8 +1,8 @@
 """Building the Dockerfile's stages with buildx bake, and landing them in the registry.
 
 Every build pushes what it built to the registry (pipeline.pushing) and imports the layer
-cache kept there as `<registry>/dashtam/<stage>:cache`: a clone with an empty BuildKit cache,
-or another machine sharing the registry, rebuilds unchanged stages from it. That cache is
+cache kept there as `<registry>/dashtam/<stage>:cache`: another clone, or this one after
+BuildKit's cache was pruned, rebuilds unchanged stages from it. That cache is
 BuildKit's inline cache — the one the engine's own `docker` driver can export (a registry
 cache of every step, `mode=max`, needs a `docker-container` builder or the containerd image
 store) — carried by images of its own, re-exported only when a build changed an image.
@@ -18,6 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from pipeline import image_sources, preflight, pushing, registry
 from pipeline.ca_bundle import ca_bundle_secrets
@@ -237,18 +238,18 @@ def build_stages(
     )
     rounds = bake_rounds(stage_names, DOCKERFILE)
     seconds, _ = bake(definition, rounds, progress="auto" if show else "plain", show=show)
-    built = inspect_built([tags[name][0] for name in stage_names])
-    answers = dict(zip(stage_names, built, strict=True))
-    for name, (_, user, _, _) in answers.items():
-        if (user or "root") in ("root", "0", "0:0"):
+    inspected = inspect_built([tags[name][0] for name in stage_names])
+    answers = dict(zip(stage_names, inspected, strict=True))
+    for name, answer in answers.items():
+        if (answer.user or "root") in ("root", "0", "0:0"):
             raise PipelineError(
                 f"docker/Dockerfile: stage {name!r} is configured to run as root; "
                 "end the stage with `USER appuser`."
             )
     pushed = pushing.push_images(
-        {name: answer[0] for name, answer in answers.items()},
+        {name: answer.image_id for name, answer in answers.items()},
         address,
-        known={answer[0]: answer[3] for answer in answers.values()},
+        known={answer.image_id: answer.repo_digests for answer in answers.values()},
     )
     changed = [name for name in stage_names if pushed[name].uploaded]
     if changed and os.environ.get(CACHE_VARIABLE) != "gha":
@@ -257,13 +258,13 @@ def build_stages(
         BuildResult(
             name,
             tuple(tags[name]),
-            size,
+            answer.size_bytes,
             seconds,
             len(stage_names),
-            identifier,
+            answer.image_id,
             pushed[name].reference,
         )
-        for name, (identifier, _, size, _) in answers.items()
+        for name, answer in answers.items()
     ]
     if not show:
         built = ", ".join(result.tags[0] for result in results)
@@ -292,9 +293,15 @@ def export_layer_cache(stage_names: list[str], address: str, source: str) -> Non
     pushing.push_cache(cache)
 
 
-def inspect_built(references: list[str]) -> list[tuple[str, str, int, list[str]]]:
-    """(image ID, configured user, size in bytes, the `name@digest` references the engine knows
-    it by) of each image, in one `docker image inspect`."""
+class InspectedImage(NamedTuple):
+    image_id: str
+    user: str  # as configured (USER)
+    size_bytes: int
+    repo_digests: list[str]  # the `name@digest` references the engine knows it by
+
+
+def inspect_built(references: list[str]) -> list[InspectedImage]:
+    """What the build gate and the push need of each image, in one `docker image inspect`."""
     answer = "{{.Id}} {{.Size}} {{json .RepoDigests}} {{json .Config.User}}"
     result = run(["docker", "image", "inspect", "--format", answer, *references])
     if result.returncode != 0:
@@ -305,7 +312,9 @@ def inspect_built(references: list[str]) -> list[tuple[str, str, int, list[str]]
     answers = []
     for line in result.stdout.splitlines():
         identifier, size, digests, user = line.split(" ", 3)
-        answers.append((identifier, json.loads(user), int(size), json.loads(digests) or []))
+        answers.append(
+            InspectedImage(identifier, json.loads(user), int(size), json.loads(digests) or [])
+        )
     return answers
 
 
