@@ -199,16 +199,11 @@ def rebuild_from_registry(bench_run: BenchRun, context: Path, repetition: int) -
     dockerfile = context / PROJECT.dockerfile
     stages = images.images_that_run(STAGES, dockerfile)
     address = registry.ensure_registry()
+    # The bench's own namespace in the registry, so the pipeline's cache stays untouched.
     cache = [f"{address}/{PROJECT.namespace}/{stage}:{pushing.CACHE_TAG}" for stage in stages]
-    carriers = images.bake_definition(
-        {stage: [reference] for stage, reference in zip(stages, cache, strict=True)},
-        source=bench_run.source,
-        context=context,
-        dockerfile=dockerfile,
-        inline_cache=True,
+    images.export_layer_cache(
+        dict(zip(stages, cache, strict=True)), bench_run.source, context, dockerfile
     )
-    images.bake(carriers, images.bake_rounds(stages, dockerfile), progress="plain", show=False)
-    pushing.push_cache(cache)
     say("project: pruning the BuildKit cache for a second clone's build", speaker="bench")
     prune_build_cache()
     tags = {stage: f"{PROJECT.namespace}/{stage}:registry" for stage in stages}

@@ -219,13 +219,13 @@ def build_stages(
     for name in stage_names:
         stage(name)
     # The registry is started (or found up) alongside the checks: it is last, so a missing
-    # engine is reported by the engine's own check.
+    # engine or stand-in is reported by its own check.
     *_, source, address = preflight.require_all(
         preflight.require_engine,
         preflight.require_buildx,
         preflight.require_lock_file,
         image_sources.require_image_source,
-        registry.ensure_registry,
+        registry.start_or_reuse,
     )
     commit = clean_commit_sha()
     tags = {
@@ -253,7 +253,9 @@ def build_stages(
     )
     changed = [name for name in stage_names if pushed[name].uploaded]
     if changed and os.environ.get(CACHE_VARIABLE) != "gha":
-        export_layer_cache(changed, address, source)
+        export_layer_cache(
+            {name: pushing.cache_reference(address, name) for name in changed}, source
+        )
     results = [
         BuildResult(
             name,
@@ -272,25 +274,27 @@ def build_stages(
     return results
 
 
-def export_layer_cache(stage_names: list[str], address: str, source: str) -> None:
+def export_layer_cache(
+    cache: dict[str, str], source: str, context: Path = ROOT, dockerfile: Path = DOCKERFILE
+) -> None:
     """Bake the stages again — every step cached: a solve and an export — into images that
-    carry BuildKit's inline cache, and push them as <registry>/dashtam/<stage>:cache.
+    carry BuildKit's inline cache, and push each to its reference in `cache` (stage ->
+    <registry>/dashtam/<stage>:cache).
 
     Images of their own, because the inline cache metadata differs from one build to the
     next: carried by the images that run, it would give unchanged sources a new image ID
     (and a new push) every time.
     """
-    cache = [pushing.cache_reference(address, name) for name in stage_names]
     definition = bake_definition(
-        {name: [reference] for name, reference in zip(stage_names, cache, strict=True)},
+        {name: [reference] for name, reference in cache.items()},
         source=source,
-        context=ROOT,
-        dockerfile=DOCKERFILE,
-        cache_from=cache,
+        context=context,
+        dockerfile=dockerfile,
+        cache_from=list(cache.values()),
         inline_cache=True,
     )
-    bake(definition, bake_rounds(stage_names, DOCKERFILE), progress="plain", show=False)
-    pushing.push_cache(cache)
+    bake(definition, bake_rounds(list(cache), dockerfile), progress="plain", show=False)
+    pushing.push_cache(list(cache.values()))
 
 
 class InspectedImage(NamedTuple):

@@ -23,16 +23,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pipeline import images, pushing, registry, registry_api
-from pipeline.engine import image_exists, tag_image
+from pipeline.engine import image_exists
 from pipeline.environments import ENVIRONMENTS, REPORTS, image_name
 from pipeline.errors import PipelineError
-from pipeline.process import last_line, run
 from pipeline.reports import record_path
 from pipeline.sbom import write_sboms
 
 PUBLISHED_RECORD = REPORTS / "published.json"
 SBOM_FOLDER = REPORTS / "sbom"
-_PUSHED_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64})")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 # <host>[:port]/<namespace>…: where --to may send the images (no tag, no digest).
 _DESTINATION = re.compile(r"[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+")
@@ -210,24 +208,12 @@ def tag_verified(
 
 
 def push_verified(item: Verified, destination: str, tag: str) -> Published:
-    """Push the verified image ID (never a tag that may have moved) to another registry."""
+    """Push the verified image ID to another registry."""
     repository = f"{destination}/{image_name(item.stage)}"
-    tag_image(item.image_id, f"{repository}:{tag}")
-    result = run(["docker", "push", f"{repository}:{tag}"], timeout=1800)
-    match = _PUSHED_DIGEST.search(result.stdout or "")
-    if result.returncode != 0 or match is None:
-        raise PipelineError(
-            f"pushing {repository}:{tag} failed ({last_line(result.stderr or result.stdout)}); "
-            f"log in to {destination.split('/')[0]} (`docker login`), then publish again."
-        )
+    login = f"log in to {destination.split('/')[0]} (`docker login`), then publish again"
+    digest = pushing.push_as(item.image_id, f"{repository}:{tag}", login)
     return Published(
-        item.stage,
-        item.image_id,
-        repository,
-        match.group(1),
-        tag,
-        item.references,
-        item.environments,
+        item.stage, item.image_id, repository, digest, tag, item.references, item.environments
     )
 
 

@@ -95,15 +95,9 @@ def push_one(stage: str, image_id: str, address: str, known: list[str]) -> Pushe
         if held_in == target and registry_api.has_manifest(address, name, digest):
             return PushedImage(stage, image_id, target, digest, uploaded=False)
     pushed_as = f"{target}:build-{image_id.removeprefix('sha256:')[:12]}"
-    tag_image(image_id, pushed_as)
-    result = run(["docker", "push", pushed_as], timeout=1800)
-    match = _PUSHED_DIGEST.search(result.stdout or "")
-    if result.returncode != 0 or match is None:
-        raise PipelineError(
-            f"pushing {pushed_as} failed ({last_line(result.stderr or result.stdout)}); "
-            "check the registry with `nox -s registry`, then build again."
-        )
-    digest = match.group(1)
+    digest = push_as(
+        image_id, pushed_as, "check the registry with `nox -s registry`, then build again"
+    )
     manifest = registry_api.fetch_manifest(address, name, digest)
     if manifest.config_digest != image_id:
         raise PipelineError(
@@ -112,6 +106,19 @@ def push_one(stage: str, image_id: str, address: str, known: list[str]) -> Pushe
         )
     remove_superseded(target, keep=image_id)
     return PushedImage(stage, image_id, target, digest, uploaded=True)
+
+
+def push_as(image_id: str, reference: str, fix: str) -> str:
+    """Tag the image ID (never a tag that may have moved) as `reference`, push it, and return
+    the digest the registry gave it; `fix` is what the user should do when that fails."""
+    tag_image(image_id, reference)
+    result = run(["docker", "push", reference], timeout=1800)
+    match = _PUSHED_DIGEST.search(result.stdout or "")
+    if result.returncode != 0 or match is None:
+        raise PipelineError(
+            f"pushing {reference} failed ({last_line(result.stderr or result.stdout)}); {fix}."
+        )
+    return match.group(1)
 
 
 def remove_superseded(target: str, keep: str) -> None:

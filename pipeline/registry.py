@@ -75,8 +75,17 @@ def ensure_registry(
     volume, is reused as it is. One that differs, has stopped or is unhealthy is replaced;
     the data stays in the volume. A port something else holds stops it before any change.
     """
+    preflight.require_all(preflight.require_engine, image_sources.require_image_source)
+    return start_or_reuse(name, volume, port)
+
+
+def start_or_reuse(
+    name: str = CONTAINER_NAME, volume: str = VOLUME_NAME, port: int | None = None
+) -> str:
+    """ensure_registry without its checks, for a caller that runs the engine's and the image
+    source's checks itself (a build runs them alongside this)."""
     with _one_at_a_time():
-        return _ensure_registry(name, volume, port)
+        return _start_or_reuse(name, volume, port)
 
 
 @contextlib.contextmanager
@@ -89,10 +98,9 @@ def _one_at_a_time() -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _ensure_registry(name: str, volume: str, port: int | None) -> str:
+def _start_or_reuse(name: str, volume: str, port: int | None) -> str:
     port = registry_port() if port is None else port
-    preflight.require_engine()
-    source = image_sources.require_image_source()
+    source = image_sources.selected_source()
     image = image_sources.image_references(source)["REGISTRY_IMAGE"]
     address = f"localhost:{port}"
     existing = inspect_container(name)
