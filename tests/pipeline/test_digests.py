@@ -126,9 +126,15 @@ class ProbeRun:
 
 
 def test_the_probe_fails_on_a_stack_booted_from_tags(engine_and_real_images, lab_for, probe):
+    from pipeline.environments import REPORTS
+
+    real_record = record_path("ci", REPORTS)
+    before = real_record.read_bytes() if real_record.is_file() else None
     lab = lab_for("digest-probe")
     lab.run_stack_from_tag("production", "callback")
     lab.suite = ProbeRun(probe)
     outcome = lab.verify("ci")
     assert not outcome.passed, "the digest probe passed on a stack that runs tags"
     assert "not a digest" in lab.suite.output, lab.suite.output[-2000:]
+    after = real_record.read_bytes() if real_record.is_file() else None
+    assert after == before, "the lab's failed verify overwrote the real reports/verify-ci.json"
