@@ -9,7 +9,6 @@ The project's ci stack boots with bench.peer's compose override, which mounts go
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 import tempfile
@@ -23,9 +22,11 @@ from bench.parsers import first_healthy_probe, parse_docker_time
 from bench.record import BASELINE, PROJECT, BenchRun, Variant
 from pipeline import engine, images, reports
 from pipeline import stack as stacks
+from pipeline.docker_client import docker, translated
 from pipeline.environments import ENVIRONMENTS, ROOT, SERVICE_PORTS, image_name
 from pipeline.errors import PipelineError
 from pipeline.process import run, say
+from pipeline.running import inspected, project_containers
 from pipeline.verification import infra_pytest_arguments, suite_variables
 
 # The service whose endpoint the boot probe polls.
@@ -113,17 +114,11 @@ class HealthObserver(threading.Thread):
             self.answered_at = first_probe
 
     def _container_states(self) -> list[dict]:
-        """`docker inspect` of the project's running containers (none while it starts)."""
-        listed = run(
-            ["docker", "ps", "-q", "--filter", f"label={stacks.PROJECT_LABEL}={self.project}"]
-        )
-        containers = listed.stdout.split()
-        if not containers:
-            return []
-        inspected = run(["docker", "inspect", *containers])
+        """`docker inspect` of the project's running containers (none while it starts, or
+        while one is replaced between the listing and the inspect)."""
         try:
-            return json.loads(inspected.stdout or "[]")
-        except json.JSONDecodeError:
+            return list(inspected(project_containers(self.project)).values())
+        except PipelineError:
             return []
 
     def _note(self, state: dict) -> str:
@@ -144,6 +139,8 @@ class HealthObserver(threading.Thread):
 
     def _ask(self, app_container: str) -> None:
         """Request /health inside the app container; note when it first answered 200."""
+        # Plain `docker exec`: a poll must not hang on a container that stopped answering,
+        # and python-on-whales' execute takes no timeout.
         result = run(
             [
                 *("docker", "exec", app_container),
@@ -216,7 +213,8 @@ def stack_tag(bench_run: BenchRun, variant: Variant, stages: Sequence[str]) -> s
 
 def remove_temporary_tags(bench_run: BenchRun) -> None:
     for tag in bench_run.temporary_tags:
-        run(["docker", "image", "rm", tag])
+        with contextlib.suppress(PipelineError), translated(f"removing {tag}"):
+            docker().image.remove(tag)
     bench_run.temporary_tags.clear()
 
 

@@ -9,6 +9,7 @@ builds them; image questions through pipeline.engine.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -20,6 +21,7 @@ from bench.figures import SCENARIO_LABELS
 from bench.parsers import BuildStep, parse_build_steps, split_cached
 from bench.record import PROJECT, VARIANTS, BenchRun, Variant
 from pipeline import engine, images, pushing, registry
+from pipeline.docker_client import docker, translated
 from pipeline.environments import ROOT, STAGES
 from pipeline.errors import PipelineError
 from pipeline.image_sources import image_references
@@ -88,9 +90,8 @@ def add_dependency(context: Path, requirement: str) -> float:
 
 def prune_build_cache() -> None:
     """Empty BuildKit's cache (layers and cache mounts); images, base images included, stay."""
-    result = run(["docker", "builder", "prune", "--all", "--force"], timeout=600)
-    if result.returncode != 0:
-        raise PipelineError(f"`docker builder prune --all` failed ({last_line(result.stderr)}).")
+    with translated("`docker builder prune --all`"):
+        docker().buildx.prune(all=True)
 
 
 def bake_stages(
@@ -159,7 +160,8 @@ def remove_superseded_images() -> None:
                 reference = f"{variant.namespace}/{stage}:{scenario}"
                 superseded = engine.image_id(reference)
                 if superseded:
-                    run(["docker", "image", "rm", reference])
+                    with contextlib.suppress(PipelineError), translated(f"removing {reference}"):
+                        docker().image.remove(reference)
                     engine.remove_if_untagged(superseded)
 
 

@@ -18,9 +18,9 @@ from bench.parsers import goss_summary
 from bench.record import BenchRun
 from pipeline import image_sources
 from pipeline import stack as stacks
+from pipeline.docker_client import container_output, docker, translated
 from pipeline.environments import ROOT
-from pipeline.errors import PipelineError
-from pipeline.process import last_line, run, say
+from pipeline.process import run, say
 
 GOSS_FOLDER = ROOT / "bench" / "goss"
 # Where the override mounts goss and the service's goss file inside each container: a folder
@@ -74,28 +74,24 @@ def goss_binary(bench_run: BenchRun) -> Path:
     """goss from Debian 13's package, built into a helper image once, copied out once."""
     if bench_run.goss_binary:
         return bench_run.goss_binary
-    build = ["docker", "buildx", "build", "--progress=plain", "--load", "--tag", GOSS_IMAGE]
-    if bench_run.source == image_sources.AIRGAP:
-        build += ["--build-arg", f"DEBIAN_IMAGE={image_sources.AIRGAP_ROOTFS}"]
-    result = run([*build, str(GOSS_FOLDER)], timeout=900)
-    if result.returncode != 0:
-        raise PipelineError(
-            f"cannot build {GOSS_IMAGE} from bench/goss/Dockerfile ({last_line(result.stderr)})."
+    airgap = bench_run.source == image_sources.AIRGAP
+    with translated(f"building {GOSS_IMAGE} from bench/goss/Dockerfile"):
+        docker().buildx.build(
+            GOSS_FOLDER,
+            load=True,
+            tags=[GOSS_IMAGE],
+            build_args={"DEBIAN_IMAGE": image_sources.AIRGAP_ROOTFS} if airgap else {},
+            progress=False,
         )
     directory = Path(bench_run.scratch.name)
-    created = run(["docker", "create", GOSS_IMAGE])
-    container = created.stdout.strip()
-    try:
-        copied = run(["docker", "cp", f"{container}:/usr/bin/goss", str(directory / "goss")])
-        if copied.returncode != 0:
-            raise PipelineError(
-                f"cannot copy goss out of {GOSS_IMAGE} ({last_line(copied.stderr)})."
-            )
-        bench_run.goss_version = run(
-            ["docker", "run", "--rm", GOSS_IMAGE, "dpkg-query", "-W", "-f=${Version}", "goss"]
-        ).stdout.strip()
-    finally:
-        run(["docker", "rm", container])
+    with translated(f"copying goss out of {GOSS_IMAGE}"):
+        container = docker().container.create(GOSS_IMAGE)
+        try:
+            docker().container.copy((container, "/usr/bin/goss"), directory / "goss")
+            version = container_output(GOSS_IMAGE, ["dpkg-query", "-W", "-f=${Version}", "goss"])
+            bench_run.goss_version = version.strip()
+        finally:
+            container.remove()
     bench_run.goss_binary = directory / "goss"
     return bench_run.goss_binary
 
@@ -140,6 +136,8 @@ def goss_override(bench_run: BenchRun) -> Path:
 
 def validate(container: str) -> str:
     """`goss validate` in one container: its JSON report (goss_summary reads it)."""
+    # Plain `docker exec`: goss exits non-zero when a check fails, with its report on stdout,
+    # which python-on-whales would raise as a failure; and a hung goss must time out.
     result = run(
         [
             *("docker", "exec", container, GOSS_BINARY_IN_CONTAINER),

@@ -17,9 +17,10 @@ from bench.figures import TARGETS, derive_ratios, evaluate, figures, miss_text, 
 from bench.markdown import render_markdown
 from bench.record import BenchRun
 from pipeline import base_images, engine, image_sources, preflight
+from pipeline.docker_client import docker, translated
 from pipeline.environments import REPORTS
 from pipeline.errors import PipelineError
-from pipeline.process import last_line, run, say
+from pipeline.process import say
 
 REPORT_JSON = REPORTS / "bench.json"
 REPORT_MARKDOWN = REPORTS / "bench.md"
@@ -51,12 +52,11 @@ def run_preflight(bench_run: BenchRun) -> None:
                 f"pulling {reference} (cold builds start with the base images present)",
                 speaker="bench",
             )
-            pulled = run(["docker", "pull", reference], timeout=900)
-            if pulled.returncode != 0:
-                raise PipelineError(
-                    f"cannot pull {reference} ({last_line(pulled.stderr)}); without a "
-                    f"registry set {image_sources.SOURCE_VARIABLE}=airgap."
-                )
+            with translated(
+                f"pulling {reference}",
+                f"without a registry set {image_sources.SOURCE_VARIABLE}=airgap",
+            ):
+                docker().image.pull(reference, quiet=True)
 
 
 def run_sections(bench_run: BenchRun) -> None:

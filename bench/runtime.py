@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import json
 import posixpath
 import subprocess
 import tarfile
@@ -31,12 +30,13 @@ from bench.parsers import dpkg_owners, first_healthy_probe
 from bench.record import BASELINE, PROJECT, BenchRun
 from pipeline import engine
 from pipeline import stack as stacks
+from pipeline.docker_client import container_output, docker, translated
 from pipeline.environments import ENVIRONMENTS, image_name
 from pipeline.errors import PipelineError
 from pipeline.image_sources import image_references
-from pipeline.inspector import PROGRAM_FOLDERS
 from pipeline.policy import load_policy
 from pipeline.process import last_line, run, say
+from pipeline.running import engine_json
 
 IMPORT_STATEMENT = "import src.main, src.entrypoint, alembic.command"
 COLD_IMPORT_VARIANTS = ("project", "precompiled", "baseline")
@@ -47,6 +47,8 @@ RESTART_ENVIRONMENT = "ci"
 RESTARTED_SERVICE = "app"
 HEALTHY_TIMEOUT_SECONDS = 90
 PROGRAMS_CONTROL = "programs-allow-listed"
+# Folders whose programs count as the image's binaries (shells, coreutils, package managers).
+PROGRAM_FOLDERS = ("/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin")
 INVENTORY_FOLDER = "/var/lib/dpkg/status.d"
 # Debian's merged /usr: a package may list a file under either name.
 MERGED_USR_FOLDERS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -181,37 +183,28 @@ def project_production_image(bench_run: BenchRun) -> str:
 
 def image_answer(image: str, code: str) -> str:
     """What `python -c code` prints in a throwaway container of the image."""
-    result = run(["docker", "run", "--rm", "--entrypoint", "python", image, "-c", code])
-    if result.returncode != 0:
-        raise PipelineError(f"python in {image} failed ({last_line(result.stderr)}).")
-    return result.stdout.strip()
+    with translated(f"python in {image}"):
+        return container_output(image, ["-c", code], entrypoint="python").strip()
 
 
 def build_precompiled(bench_run: BenchRun, production: str) -> tuple[str, str]:
     """The production image with everything precompiled, tagged in the bench's namespace
     (removed when the run ends): (its tag, the standard library folder it compiled)."""
     stdlib = image_answer(production, STDLIB_QUESTION)
-    user = run(["docker", "image", "inspect", "--format", "{{.Config.User}}", production])
+    user = engine.image_details(production)["Config"].get("User") or "root"
     folder = Path(bench_run.scratch.name) / "precompiled"
     folder.mkdir(exist_ok=True)
-    (folder / "Dockerfile").write_text(
-        precompiled_dockerfile(production, stdlib, user.stdout.strip() or "root")
-    )
+    (folder / "Dockerfile").write_text(precompiled_dockerfile(production, stdlib, user))
     tag = f"{PRECOMPILED_REPOSITORY}:bench-{bench_run.run_id}"
     bench_run.temporary_tags.append(tag)
-    built = run(
-        ["docker", "buildx", "build", "--load", "--progress=plain", "--tag", tag, str(folder)],
-        timeout=900,
-    )
-    if built.returncode != 0:
-        raise PipelineError(
-            f"cannot build {tag} (compileall in {production}): {last_line(built.stderr)}"
-        )
+    with translated(f"building {tag} (compileall in {production})"):
+        docker().buildx.build(folder, load=True, tags=[tag], progress=False)
     return tag, stdlib
 
 
 def time_cold_import(image: str) -> float:
     """Seconds of one whole `docker run --rm --read-only` that imports the app."""
+    # Plain `docker run`: the figure is that command's wall time, nothing of ours around it.
     command = ["docker", "run", "--rm", "--read-only", "--entrypoint", "python", image]
     started = time.monotonic()
     result = run([*command, "-c", IMPORT_STATEMENT], timeout=300)
@@ -258,22 +251,13 @@ def time_cold_imports(bench_run: BenchRun) -> None:
             )
 
 
-def exported_entries(bench_run: BenchRun, image: str) -> list[ImageEntry]:
+def exported_entries(image: str) -> list[ImageEntry]:
     """The image's files, from `docker export` of a container created (never started)."""
-    created = run(["docker", "create", image])
-    if created.returncode != 0:
-        raise PipelineError(f"cannot create a container of {image} ({last_line(created.stderr)}).")
-    container = created.stdout.strip()
-    archive = Path(bench_run.scratch.name) / "production-export.tar"
-    try:
-        exported = run(["docker", "export", "--output", str(archive), container], timeout=300)
-        if exported.returncode != 0:
-            raise PipelineError(f"cannot export {image} ({last_line(exported.stderr)}).")
-        with tarfile.open(archive) as listing:
-            return image_entries(listing.getmembers())
-    finally:
-        run(["docker", "rm", container])
-        archive.unlink(missing_ok=True)
+    with (
+        engine.exported_filesystem(image, name_prefix="dashtam-bench") as archive,
+        tarfile.open(archive) as listing,
+    ):
+        return image_entries(listing.getmembers())
 
 
 def dpkg_owning_packages(bench_run: BenchRun, python_base: str, paths: list[str]) -> set[str]:
@@ -282,6 +266,8 @@ def dpkg_owning_packages(bench_run: BenchRun, python_base: str, paths: list[str]
     questions.write_text("".join(f"{path}\n" for path in paths))
     questions.chmod(0o644)
     mount = f"type=bind,source={questions},target={QUESTIONS_IN_CONTAINER},readonly"
+    # Plain `docker run`: xargs exits 123 when `dpkg -S` finds a path without an owner, an
+    # answer here, which python-on-whales would raise as a failure (its output lost).
     result = run(
         [
             *("docker", "run", "--rm", "--network", "none", "--mount", mount, python_base),
@@ -303,7 +289,7 @@ def read_image_contents(bench_run: BenchRun) -> None:
     python_base = image_references(bench_run.source)["PYTHON_IMAGE"]
     allowed = load_policy().control(PROGRAMS_CONTROL).parameters["allowed"]
     for repetition in range(bench_run.repeat):
-        entries = exported_entries(bench_run, image)
+        entries = exported_entries(image)
         programs = programs_outside(entries, allowed)
         inventory = inventory_packages(entries)
         owning = dpkg_owning_packages(bench_run, python_base, owner_questions(entries))
@@ -328,23 +314,20 @@ def read_image_contents(bench_run: BenchRun) -> None:
 
 def container_state(container: str) -> dict:
     """`docker inspect`'s State of a container ({} when it cannot be read)."""
-    result = run(["docker", "container", "inspect", "--format", "{{json .State}}", container])
     try:
-        return json.loads(result.stdout) if result.returncode == 0 else {}
-    except json.JSONDecodeError:
+        return engine_json("container", [container])[0]["State"]
+    except PipelineError:
         return {}
 
 
 def restart_to_healthy(container: str) -> float:
     """Stop the container, start it again: seconds from `docker start` to the end of its
     first passing healthcheck probe after that."""
-    stopped = run(["docker", "stop", container], timeout=120)
-    if stopped.returncode != 0:
-        raise PipelineError(f"cannot stop {container} ({last_line(stopped.stderr)}).")
+    with translated(f"stopping {container}"):
+        docker().container.stop(container)
     started = time.time()
-    begun = run(["docker", "start", container], timeout=120)
-    if begun.returncode != 0:
-        raise PipelineError(f"cannot start {container} again ({last_line(begun.stderr)}).")
+    with translated(f"starting {container} again"):
+        docker().container.start(container)
     deadline = time.monotonic() + HEALTHY_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         state = container_state(container)

@@ -17,7 +17,6 @@ upstream name.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -30,7 +29,8 @@ from pathlib import Path
 
 from pipeline import preflight
 from pipeline.ca_bundle import ca_bundle_secrets
-from pipeline.engine import image_id, remove_if_untagged
+from pipeline.docker_client import container_output, docker, translated
+from pipeline.engine import found_images, image_id, remove_if_untagged
 from pipeline.environments import ROOT
 from pipeline.errors import PipelineError
 from pipeline.image_sources import AIRGAP_ROOTFS, BASE_IMAGES, UV_VERSION, BaseImage
@@ -57,6 +57,8 @@ DESCRIPTION_LABEL = "org.opencontainers.image.description"
 # images it is built FROM): when the image carries the digest of today's inputs there is
 # nothing to do, decided from one `docker image inspect`, without BuildKit.
 INPUTS_LABEL = "dev.dashtam.base-image.inputs"
+# The buildx driver that builds into the engine's own image store (the others cannot see it).
+LOCAL_IMAGES_DRIVER = "docker"
 
 # The build order: uv is built FROM the python stand-in.
 BUILD_ORDER = ("python", "uv", "postgres", "redis", "registry")
@@ -139,13 +141,10 @@ def inputs_digest(key: str, build_args: dict[str, str], image_ids: dict[str, str
 
 def inspect_images(references: list[str]) -> dict[str, dict]:
     """reference -> `docker image inspect` of it, for those the engine has (one command)."""
-    result = run(["docker", "image", "inspect", *references])
-    # With some references missing docker exits 1 but still prints the ones it found.
-    found = json.loads(result.stdout or "[]")
-    by_id = {entry["Id"]: entry for entry in found}
+    found = found_images(references)
     answers = {}
     for reference in references:
-        for entry in by_id.values():
+        for entry in found:
             if reference in (entry.get("RepoTags") or []) or reference == entry["Id"]:
                 answers[reference] = entry
     return answers
@@ -172,15 +171,11 @@ def current_stand_ins() -> list[BuiltImage] | None:
 
 def require_local_image_builder() -> None:
     """The stand-ins are built FROM local images, which only buildx's docker driver can see."""
-    result = run(["docker", "buildx", "inspect"])
-    fields = dict(
-        (name.strip(), value.strip())
-        for name, _, value in (line.partition(":") for line in result.stdout.splitlines())
-    )
-    driver = fields.get("Driver", "unknown")
-    if driver != "docker":
+    with translated("`docker buildx inspect`", "check the buildx plugin with `docker buildx ls`"):
+        builder = docker().buildx.inspect()
+    if builder.driver != LOCAL_IMAGES_DRIVER:
         raise PipelineError(
-            f"the current buildx builder {fields.get('Name', '?')!r} uses the {driver!r} "
+            f"the current buildx builder {builder.name!r} uses the {builder.driver!r} "
             f"driver, which cannot build FROM local images; run `docker buildx use default`, "
             f"{REBUILD_HINT}."
         )
@@ -302,29 +297,20 @@ def import_debian_rootfs(progress: bool) -> None:
 def import_rootfs(rootfs_tar: Path, mirror: str) -> None:
     """`docker import` the bootstrapped tarball as AIRGAP_ROOTFS, labelled with its version."""
     debian_version = read_debian_version(rootfs_tar)
-    imported = run(
-        [
-            "docker",
-            "image",
-            "import",
-            "--change",
-            f'LABEL {VERSION_LABEL}="{debian_version}"',
-            "--change",
-            f'LABEL {DESCRIPTION_LABEL}="Local air-gapped Debian {DEBIAN_SUITE} minbase '
-            'root filesystem (mmdebstrap), base of the dashtam-airgap stand-ins."',
-            "--change",
-            'CMD ["bash"]',
-            "--message",
-            f"mmdebstrap --variant=minbase {DEBIAN_SUITE} {mirror}",
-            str(rootfs_tar),
+    with translated(
+        f"importing the Debian {DEBIAN_SUITE} rootfs as {AIRGAP_ROOTFS}",
+        f"check the engine's free disk space, {REBUILD_HINT}",
+    ):
+        docker().image.import_(
+            rootfs_tar,
             AIRGAP_ROOTFS,
-        ]
-    )
-    if imported.returncode != 0:
-        raise PipelineError(
-            f"`docker import` of the Debian {DEBIAN_SUITE} rootfs as {AIRGAP_ROOTFS} failed "
-            f"({last_line(imported.stderr)}); check the engine's free disk space, "
-            f"{REBUILD_HINT}."
+            changes=[
+                f'LABEL {VERSION_LABEL}="{debian_version}"',
+                f'LABEL {DESCRIPTION_LABEL}="Local air-gapped Debian {DEBIAN_SUITE} minbase '
+                'root filesystem (mmdebstrap), base of the dashtam-airgap stand-ins."',
+                'CMD ["bash"]',
+            ],
+            message=f"mmdebstrap --variant=minbase {DEBIAN_SUITE} {mirror}",
         )
 
 
@@ -416,51 +402,37 @@ def run_build(
 ) -> str:
     """`docker buildx build --load` of the stand-in; the ID of the image it loaded."""
     dockerfile = BASE_IMAGES_DIRECTORY / image.key / "Dockerfile"
-    with tempfile.TemporaryDirectory(prefix="dashtam-base-image-") as directory:
-        id_file = Path(directory) / "image-id"
-        command = ["docker", "buildx", "build", "--load", "--file", str(dockerfile)]
-        command += [f"--iidfile={id_file}", f"--progress={'auto' if progress else 'plain'}"]
-        command += [f"--tag={tag}" for tag in tags]
-        command += [f"--label={name}={value}" for name, value in labels.items()]
-        command += [f"--build-arg={name}={value}" for name, value in build_args.items()]
-        command += [f"--secret={secret}" for secret in ca_bundle_secrets()]
-        command += [] if cache else ["--no-cache"]
-        result = run([*command, str(dockerfile.parent)], capture=not progress)
-        if result.returncode != 0:
-            detail = last_line(result.stderr) if not progress else "see the build output above"
-            raise PipelineError(
-                f"building {image.airgap} from {dockerfile} failed ({detail}); fix the cause, "
-                f"{REBUILD_HINT}."
-            )
-        built_id = id_file.read_text().strip() if id_file.is_file() else ""
-    if not built_id:
+    with translated(f"building {image.airgap} from {dockerfile}", f"fix the cause, {REBUILD_HINT}"):
+        built = docker().buildx.build(
+            dockerfile.parent,
+            file=dockerfile,
+            load=True,
+            tags=tags,
+            labels=labels,
+            build_args=build_args,
+            secrets=ca_bundle_secrets(),
+            cache=cache,
+            # False captures BuildKit's output, which then names a failure's last line.
+            progress="auto" if progress else False,
+        )
+    if built is None or not built.id:
         raise PipelineError(
             f"building {image.airgap} loaded no image into the engine; "
             f"check `docker buildx ls` for the current builder, {REBUILD_HINT}."
         )
-    return built_id
+    return built.id
 
 
 def probe_versions(image: BaseImage, reference: str) -> tuple[str, str]:
     """(package version, tag version) as the built image itself reports them."""
-    result = run(
-        [
-            "docker",
-            "run",
-            "--rm",
-            "--pull=never",
-            "--entrypoint=/bin/sh",
-            reference,
-            "-c",
-            VERSION_PROBES[image.key],
-        ]
-    )
-    if result.returncode != 0:
-        raise PipelineError(
-            f"cannot run the freshly built {image.airgap} to read its versions "
-            f"({last_line(result.stderr)}); fix its Dockerfile, {REBUILD_HINT}."
+    with translated(
+        f"running the freshly built {image.airgap} to read its versions",
+        f"fix its Dockerfile, {REBUILD_HINT}",
+    ):
+        output = container_output(
+            reference, ["-c", VERSION_PROBES[image.key]], pull="never", entrypoint="/bin/sh"
         )
-    output = result.stdout.strip()
+    output = output.strip()
     fields = output.split()
     if len(fields) != 2 or not _TAG_PATTERN.fullmatch(f"{fields[1]}-{DEBIAN_TAG_SUFFIX}"):
         raise PipelineError(

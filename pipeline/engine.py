@@ -1,30 +1,53 @@
 """Small questions to the Docker engine about images: is it there, its ID, size, layers.
 
-Plain `docker` commands through pipeline.process: each answers in a tenth of a second, and
-the callers (preflights, the bench, the stand-in builder) need no client library for them.
+Through python-on-whales (pipeline.docker_client), except what is read from the engine's own
+inspect JSON (pipeline.running.engine_json): the no-op build and the base images' currency
+check ask it on every run, where python-on-whales' half-second import would be a third of
+the time, and it inspects one object per process where `docker inspect` takes them all.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from pipeline.docker_client import docker, translated
 from pipeline.errors import PipelineError
-from pipeline.process import last_line, run
+from pipeline.process import run
+from pipeline.running import engine_json
 
-EXPORT_TIMEOUT_SECONDS = 600
 # `docker create` needs a command when an image has none; the container is never started.
 NEVER_STARTED = "/never-started"
 
 
+def found_images(references: list[str]) -> list[dict]:
+    """`docker image inspect` of those references the engine has: all of them in one call,
+    or (when one is missing, and something is about to be built anyway) one at a time."""
+    try:
+        return engine_json("image", references)
+    except PipelineError:
+        if len(references) == 1:
+            return []
+    return [image for reference in references for image in found_images([reference])]
+
+
+def built_images(references: list[str]) -> list[dict]:
+    """`docker image inspect` of images just built, in one call; one line when one is gone."""
+    try:
+        return engine_json("image", references)
+    except PipelineError as error:
+        raise PipelineError(
+            f"cannot inspect the images just built: {error} Check the engine with `docker info`."
+        ) from None
+
+
 def image_id(reference: str) -> str | None:
     """The image ID a reference names in the local store, or None when there is none."""
-    result = run(["docker", "image", "inspect", "--format", "{{.Id}}", reference])
-    return result.stdout.strip() if result.returncode == 0 else None
+    found = found_images([reference])
+    return found[0]["Id"] if found else None
 
 
 def image_exists(reference: str) -> bool:
@@ -32,23 +55,19 @@ def image_exists(reference: str) -> bool:
 
 
 def missing_images(references: list[str]) -> list[str]:
-    """The references (repository:tag) that name no image in the local store, in one
-    `docker image ls` rather than one inspect each. All of them when the engine cannot say."""
-    filters = [f"--filter=reference={reference}" for reference in references]
-    result = run(["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", *filters])
-    present = set(result.stdout.split()) if result.returncode == 0 else set()
+    """The references (repository:tag) that name no image in the local store. All of them
+    when the engine cannot say."""
+    present = {tag for image in found_images(references) for tag in image.get("RepoTags") or []}
     return [reference for reference in references if reference not in present]
 
 
 def image_size(reference: str) -> int:
-    result = run(["docker", "image", "inspect", "--format", "{{.Size}}", reference])
-    if result.returncode != 0:
-        raise PipelineError(f"cannot inspect image {reference} ({last_line(result.stderr)}).")
-    return int(result.stdout.strip())
+    return image_details(reference)["Size"]
 
 
 def image_layers(reference: str) -> list[dict]:
     """`docker history` of an image, newest layer first: [{"bytes", "created_by"}]."""
+    # Plain `docker`: python-on-whales has no `docker history` (its Image.history raises).
     result = run(
         [
             "docker",
@@ -74,57 +93,51 @@ def parse_history(text: str) -> list[dict]:
 
 
 def tag_image(source: str, target: str) -> None:
-    result = run(["docker", "image", "tag", source, target])
-    if result.returncode != 0:
-        raise PipelineError(f"cannot tag {source} as {target} ({last_line(result.stderr)}).")
+    with translated(f"tagging {source} as {target}"):
+        docker().image.tag(source, target)
 
 
 def remove_if_untagged(identifier: str | None) -> None:
     """Delete an image no tag names any more; one a container still uses stays."""
     if not identifier:
         return
-    result = run(["docker", "image", "inspect", "--format", "{{len .RepoTags}}", identifier])
-    if result.returncode == 0 and result.stdout.strip() == "0":
-        run(["docker", "image", "rm", identifier])
+    found = found_images([identifier])
+    if found and not found[0].get("RepoTags"):
+        with contextlib.suppress(PipelineError), translated(f"removing image {identifier}"):
+            docker().image.remove(identifier)
 
 
 def image_details(reference: str) -> dict:
-    """`docker image inspect` of one image (Id, RepoTags, Created, Os, Architecture, ...)."""
-    result = run(["docker", "image", "inspect", "--format", "{{json .}}", reference])
-    if result.returncode != 0:
+    """`docker image inspect` of one image (Id, RepoTags, Created, Os, Architecture, ...),
+    as the engine wrote it (an SBOM records `Created` verbatim)."""
+    found = found_images([reference])
+    if not found:
         raise PipelineError(
-            f"image {reference} is not in the local image store ({last_line(result.stderr)}); "
+            f"image {reference} is not in the local image store; "
             "build it first (`nox -s build-all`)."
         )
-    return json.loads(result.stdout)
+    return found[0]
 
 
 @contextlib.contextmanager
 def exported_filesystem(image: str, *, name_prefix: str = "dashtam-export") -> Iterator[Path]:
     """The image's root filesystem as a tar file, read without running the image.
 
-    A container is created (never started) and `docker export`ed to a temporary file: the
-    image may have no shell, and the export is one flat tree with every layer applied. The
-    container and the file are removed afterwards, whatever happens.
+    A container is created (never started) and exported to a temporary file: the image may
+    have no shell, and the export is one flat tree with every layer applied. The container
+    and the file are removed afterwards, whatever happens.
     """
     name = f"{name_prefix}-{uuid.uuid4().hex[:8]}"
-    created = run(["docker", "create", "--name", name, "--entrypoint", NEVER_STARTED, image])
-    if created.returncode != 0:
-        raise PipelineError(
-            f"cannot create a container of {image} to read its files ({last_line(created.stderr)})."
-        )
+    with translated(f"creating a container of {image} to read its files"):
+        docker().container.create(image, name=name, entrypoint=NEVER_STARTED)
     try:
         with tempfile.TemporaryDirectory(prefix=f"{name}-") as scratch:
             archive = Path(scratch) / "filesystem.tar"
-            exported = run(
-                ["docker", "export", "--output", str(archive), name],
-                timeout=EXPORT_TIMEOUT_SECONDS,
-            )
-            if exported.returncode != 0:
-                raise PipelineError(
-                    f"`docker export` of a container of {image} failed "
-                    f"({last_line(exported.stderr)}); check the engine's free disk space."
-                )
+            with translated(
+                f"exporting a container of {image}", "check the engine's free disk space"
+            ):
+                docker().container.export(name, archive)
             yield archive
     finally:
-        run(["docker", "rm", "--force", "--volumes", name])
+        with contextlib.suppress(PipelineError), translated(f"removing container {name}"):
+            docker().container.remove(name, force=True, volumes=True)

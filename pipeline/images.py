@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from pipeline import image_sources, preflight, pushing, registry
+from pipeline import engine, image_sources, preflight, pushing, registry
 from pipeline.ca_bundle import ca_bundle_secrets
 from pipeline.environments import DOCKERFILE, REPORTS, ROOT, STAGES, image_name, stage
 from pipeline.errors import PipelineError
-from pipeline.process import last_line, run
+from pipeline.process import run
 
 # DASHTAM_BUILDX_CACHE=gha: the BuildKit layer cache lives in the GitHub Actions cache,
 # one scope per stage (the workflow sets it; locally the engine's own cache is used).
@@ -189,6 +189,8 @@ def bake(
         bake_file = Path(directory) / "docker-bake.json"
         bake_file.write_text(json.dumps(definition, indent=2))
         for targets in rounds:
+            # Plain `docker`: BuildKit's live progress needs the terminal itself, which
+            # python-on-whales' bake (output captured, or streamed as plain lines) does not give.
             command = ["docker", "buildx", "bake", "--file", str(bake_file)]
             result = run([*command, f"--progress={progress}", *targets], capture=not show)
             output.append((result.stdout or "") + (result.stderr or ""))
@@ -306,20 +308,16 @@ class InspectedImage(NamedTuple):
 
 def inspect_built(references: list[str]) -> list[InspectedImage]:
     """What the build gate and the push need of each image, in one `docker image inspect`."""
-    answer = "{{.Id}} {{.Size}} {{json .RepoDigests}} {{json .Config.User}}"
-    result = run(["docker", "image", "inspect", "--format", answer, *references])
-    if result.returncode != 0:
-        raise PipelineError(
-            f"cannot inspect the images just built ({last_line(result.stderr)}); "
-            "check the engine with `docker info`."
+    found = engine.built_images(references)
+    return [
+        InspectedImage(
+            image["Id"],
+            (image.get("Config") or {}).get("User") or "",
+            image["Size"],
+            image.get("RepoDigests") or [],
         )
-    answers = []
-    for line in result.stdout.splitlines():
-        identifier, size, digests, user = line.split(" ", 3)
-        answers.append(
-            InspectedImage(identifier, json.loads(user), int(size), json.loads(digests) or [])
-        )
-    return answers
+        for image in found
+    ]
 
 
 def _stage_list(stage_names: tuple[str, ...] | list[str]) -> str:

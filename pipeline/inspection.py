@@ -1,107 +1,166 @@
-"""Reading running containers from outside: the inspector image, and one run of it per container.
+"""Reading running containers from outside: the inspector image, and one helper per container.
 
 The inspector (pipeline/inspector.py, built into an image from docker/inspector/Dockerfile on
-the selected source's Python image) joins a container's PID and network namespaces and reads
-its processes, sockets, mounts and files through /proc. Nothing runs inside the container,
-so an image with no shell is read the same as one with every tool.
+the selected source's Python image) joins a container's PID and network namespaces and runs
+commands chrooted into its root with tools of its own (see its docstring). A `Helper` is one
+such container kept running for as long as the checks read the target, fed one command at a
+time through a pipe: a command costs a fork in the helper (milliseconds), not a `docker
+exec`. pipeline.inspector_host makes a helper a testinfra host.
 """
 
 from __future__ import annotations
 
+import base64
+import functools
 import hashlib
 import json
+import subprocess
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import engine, image_sources
+from pipeline.docker_client import docker, translated
 from pipeline.environments import ROOT
 from pipeline.errors import PipelineError
-from pipeline.process import last_line, run
 
-INSPECTOR_DOCKERFILE = ROOT / "docker" / "inspector" / "Dockerfile"
-INSPECTOR_SOURCE = ROOT / "pipeline" / "inspector.py"
+INSPECTOR_FOLDER = ROOT / "docker" / "inspector"
+INSPECTOR_DOCKERFILE = INSPECTOR_FOLDER / "Dockerfile"
+INSPECTOR_SOURCES = (
+    INSPECTOR_DOCKERFILE,
+    INSPECTOR_FOLDER / "Dockerfile.dockerignore",
+    INSPECTOR_FOLDER / "patch-tools.sh",
+    ROOT / "pipeline" / "inspector.py",
+)
 INSPECTOR_REPOSITORY = "dashtam/inspector"
-INSPECTOR_TIMEOUT_SECONDS = 120
+# What the helper may do, and no more: read every process's /proc entries and files
+# (SYS_PTRACE, DAC_READ_SEARCH), enter the target's root (SYS_CHROOT), and become the app
+# user to ask the kernel what that user may read or write (SETUID, SETGID).
+HELPER_CAPABILITIES = ("SYS_PTRACE", "DAC_READ_SEARCH", "SYS_CHROOT", "SETUID", "SETGID")
+HELPER_MEMORY = "128m"
+HELPER_PIDS = 64
 
 
 def inspector_image() -> str:
     """The inspector's reference: named after a digest of what it is built from, so a change
-    of the program, its Dockerfile or the Python image makes a new one and nothing else does."""
+    of the server, its tools or the Python image makes a new one and nothing else does."""
     python_image = image_sources.image_references()["PYTHON_IMAGE"]
     digest = hashlib.sha256()
-    for part in (
-        INSPECTOR_DOCKERFILE.read_bytes(),
-        INSPECTOR_SOURCE.read_bytes(),
-        (engine.image_id(python_image) or python_image).encode(),
-    ):
-        digest.update(part)
+    for source in INSPECTOR_SOURCES:
+        digest.update(source.read_bytes())
+    digest.update((engine.image_id(python_image) or python_image).encode())
     return f"{INSPECTOR_REPOSITORY}:{digest.hexdigest()[:12]}"
 
 
+@functools.cache
 def ensure_inspector_image() -> str:
-    """The inspector image, built when missing (a second or two; cached by BuildKit)."""
+    """The inspector image, built when missing (cached by BuildKit; its tools come from the
+    Debian mirror the first time)."""
     reference = inspector_image()
     if engine.image_exists(reference):
         return reference
     python_image = image_sources.image_references()["PYTHON_IMAGE"]
-    command = [
-        "docker",
-        "buildx",
-        "build",
-        "--load",
-        "--progress=plain",
-        "--file",
-        str(INSPECTOR_DOCKERFILE),
-        "--build-arg",
-        f"PYTHON_IMAGE={python_image}",
-        "--tag",
-        reference,
-    ]
-    result = run([*command, str(ROOT)], timeout=600)
-    if result.returncode != 0:
-        raise PipelineError(
-            f"docker/inspector/Dockerfile failed to build ({last_line(result.stderr)}); "
-            "the checks read containers through it."
+    with translated(
+        "building docker/inspector/Dockerfile", "the checks read containers through it"
+    ):
+        docker().buildx.build(
+            ROOT,
+            file=INSPECTOR_DOCKERFILE,
+            build_args={"PYTHON_IMAGE": python_image},
+            tags=[reference],
+            load=True,
+            progress=False,
         )
     return reference
 
 
-def inspector_command(container: str, image: str, options: list[str]) -> list[str]:
-    """`docker run` of the inspector in the container's PID and network namespaces."""
+def helper_command(container: str, image: str) -> list[str]:
+    """`docker run -i` of the inspector in the container's PID and network namespaces.
+
+    A literal argument list, on purpose: the helper is a long-lived pipe (commands in,
+    answers out), which python-on-whales' `run` (to the end, or output only) cannot hold.
+    """
+    capabilities = [f"--cap-add={name}" for name in HELPER_CAPABILITIES]
     return [
         "docker",
         "run",
         "--rm",
-        "--pid",
-        f"container:{container}",
-        "--network",
-        f"container:{container}",
-        # Root reads the processes and files of any user of the target: ptrace access to
-        # /proc/<pid>/root needs this one capability, and nothing else is added.
-        "--cap-add",
-        "SYS_PTRACE",
-        "--user",
-        "0",
+        "--interactive",
+        f"--pid=container:{container}",
+        f"--network=container:{container}",
+        "--cap-drop=ALL",
+        *capabilities,
+        "--security-opt=no-new-privileges",
+        f"--memory={HELPER_MEMORY}",
+        f"--pids-limit={HELPER_PIDS}",
         "--read-only",
-        "--log-driver",
-        "none",
+        "--user=0",
+        "--log-driver=none",
         image,
-        *options,
     ]
 
 
-def inspect_container(container: str, image: str, options: list[str]) -> dict:
-    """What the inspector read from one container; {"error": …} when it could not run."""
-    result = run(inspector_command(container, image, options), timeout=INSPECTOR_TIMEOUT_SECONDS)
-    if result.returncode != 0:
-        return {"error": f"the inspector failed ({last_line(result.stderr)})"}
-    try:
-        return json.loads(result.stdout)
-    except json.JSONDecodeError:
-        return {"error": f"the inspector printed no JSON ({last_line(result.stdout)})"}
+@dataclass(frozen=True)
+class Answer:
+    rc: int
+    stdout: bytes
+    stderr: bytes
+
+
+class Helper:
+    """One inspector container beside one target, answering commands until closed."""
+
+    def __init__(self, container: str, image: str) -> None:
+        self.container = container
+        self._lock = threading.Lock()
+        self._process = subprocess.Popen(
+            helper_command(container, image),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def run(self, command: str) -> Answer:
+        """Run one shell command inside the target's root (see pipeline/inspector.py)."""
+        with self._lock:
+            try:
+                self._process.stdin.write(json.dumps({"command": command}) + "\n")
+                self._process.stdin.flush()
+                line = self._process.stdout.readline()
+            except (BrokenPipeError, OSError):
+                line = ""
+            if not line:
+                raise PipelineError(
+                    f"the inspector beside container {self.container[:12]} stopped "
+                    f"({self._why_it_stopped()}); is the container still running?"
+                )
+        answer = json.loads(line)
+        return Answer(
+            answer["rc"], base64.b64decode(answer["stdout"]), base64.b64decode(answer["stderr"])
+        )
+
+    def _why_it_stopped(self) -> str:
+        try:
+            self._process.wait(timeout=5)
+            said = self._process.stderr.read().strip().splitlines()
+        except (subprocess.TimeoutExpired, OSError):
+            said = []
+        return said[-1] if said else "no output"
+
+    def close(self) -> None:
+        """End the server (its input closes); `--rm` removes the helper container."""
+        with self._lock:
+            if self._process.poll() is None:
+                try:
+                    self._process.stdin.close()
+                    self._process.wait(timeout=15)
+                except (OSError, subprocess.TimeoutExpired):
+                    self._process.kill()
 
 
 def read_facts(path: Path) -> dict[str, dict]:
-    """The facts a verify run's suite recorded (service -> inspector facts), or {}."""
+    """The facts a verify run's suite recorded (service -> what its host showed), or {}."""
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):

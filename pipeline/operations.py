@@ -8,6 +8,7 @@ import shlex
 
 from pipeline import image_sources, images
 from pipeline import stack as stacks
+from pipeline.docker_client import docker, translated
 from pipeline.environments import ROOT
 from pipeline.environments import environment as environment_named
 from pipeline.errors import PipelineError
@@ -81,7 +82,7 @@ def shell(environment_name: str, service: str) -> None:
             f"{stack.project}: {service} is not running; "
             f"start it with `nox -s 'up({environment_name})'`."
         )
-    if run(["docker", "exec", container, "sh", "-c", ":"]).returncode != 0:
+    if not has_shell(container):
         # The production images ship no shell: look at one from a helper that shares its
         # namespaces (its processes, files under /proc/1/root, its network), as the checks do.
         python_image = image_sources.image_references()["PYTHON_IMAGE"]
@@ -91,5 +92,16 @@ def shell(environment_name: str, service: str) -> None:
             f"{container[:12]} --network container:{container[:12]} --cap-add SYS_PTRACE "
             f"{python_image} bash` (its files are under /proc/1/root)."
         )
-    # Replace this process: the shell owns the terminal until the user leaves it.
-    os.execvp("docker", ["docker", "exec", "-it", container, "sh"])  # noqa: S606
+    # Replace this process, so the shell owns the terminal (and its signals) until the user
+    # leaves it: a literal argument list, as python-on-whales runs commands as children.
+    command = ["docker", "exec", "-it", container, "sh"]
+    os.execvp(command[0], command)  # noqa: S606
+
+
+def has_shell(container: str) -> bool:
+    try:
+        with translated(f"running `sh` in {container[:12]}"):
+            docker().container.execute(container, ["sh", "-c", ":"])
+    except PipelineError:
+        return False
+    return True

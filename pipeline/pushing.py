@@ -13,16 +13,17 @@ another with an empty BuildKit cache (pipeline.images exports it, `push_cache` p
 
 from __future__ import annotations
 
-import json
+import contextlib
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from pipeline import registry_api
-from pipeline.engine import tag_image
+from pipeline.docker_client import docker, translated
+from pipeline.engine import built_images, tag_image
 from pipeline.environments import image_name
 from pipeline.errors import PipelineError
-from pipeline.process import last_line, run
+from pipeline.process import last_line
 
 CACHE_TAG = "cache"
 _PUSHED_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64})")
@@ -70,18 +71,8 @@ def push_images(
 
 def repo_digests(image_ids: list[str]) -> dict[str, list[str]]:
     """Image ID -> the `name@digest` references the engine knows it by (one inspect)."""
-    command = ["docker", "image", "inspect", "--format", "{{.Id}} {{json .RepoDigests}}"]
-    result = run([*command, *image_ids])
-    if result.returncode != 0:
-        raise PipelineError(
-            f"cannot inspect the images just built ({last_line(result.stderr)}); "
-            "check the engine with `docker info`."
-        )
-    known = {}
-    for line in result.stdout.splitlines():
-        identifier, _, digests = line.partition(" ")
-        known[identifier] = json.loads(digests) or []
-    return known
+    found = built_images(image_ids)
+    return {image["Id"]: image.get("RepoDigests") or [] for image in found}
 
 
 def push_one(stage: str, image_id: str, address: str, known: list[str]) -> PushedImage:
@@ -112,12 +103,12 @@ def push_as(image_id: str, reference: str, fix: str) -> str:
     """Tag the image ID (never a tag that may have moved) as `reference`, push it, and return
     the digest the registry gave it; `fix` is what the user should do when that fails."""
     tag_image(image_id, reference)
-    result = run(["docker", "push", reference], timeout=1800)
-    match = _PUSHED_DIGEST.search(result.stdout or "")
-    if result.returncode != 0 or match is None:
-        raise PipelineError(
-            f"pushing {reference} failed ({last_line(result.stderr or result.stdout)}); {fix}."
-        )
+    with translated(f"pushing {reference}", fix):
+        pushed = docker().image.push(reference, stream_logs=True)
+        said = "\n".join(line.decode(errors="replace") for _, line in pushed)
+    match = _PUSHED_DIGEST.search(said)
+    if match is None:
+        raise PipelineError(f"pushing {reference} failed ({last_line(said)}); {fix}.")
     return match.group(1)
 
 
@@ -130,24 +121,28 @@ def remove_superseded(target: str, keep: str) -> None:
     image a container still uses stays (Docker refuses, and that is fine); the registry keeps
     every build.
     """
-    listed = run(["docker", "image", "ls", "--no-trunc", "--format", "{{.ID}}", target])
-    earlier = sorted({line for line in listed.stdout.split() if line and line != keep})
-    if listed.returncode != 0 or not earlier:
-        return
-    names = run(["docker", "image", "inspect", "--format", "{{json .RepoTags}}", *earlier])
-    for line in names.stdout.splitlines():
-        tags = json.loads(line) or []
+    try:
+        with translated(f"listing the images of {target}"):
+            earlier = [image for image in docker().image.list(target) if image.id != keep]
+    except PipelineError:
+        return  # the engine cannot say: nothing is removed
+    for image in earlier:
+        tags = image.repo_tags
         if tags and all(tag.startswith(f"{target}:build-") for tag in tags):
-            run(["docker", "image", "rm", *tags])
+            with contextlib.suppress(PipelineError), translated(f"removing {', '.join(tags)}"):
+                docker().image.remove(tags)
 
 
 def push_cache(references: list[str]) -> None:
     """Push the layer-cache images (their layers are the images' own, already there)."""
+
+    def push(reference: str) -> None:
+        with translated(
+            f"pushing the layer cache {reference}",
+            "check the registry with `nox -s registry`, then build again",
+        ):
+            docker().image.push(reference, quiet=True)
+
     with ThreadPoolExecutor(max_workers=max(1, len(references))) as pool:
-        results = list(pool.map(lambda ref: run(["docker", "push", ref], timeout=1800), references))
-    for reference, result in zip(references, results, strict=True):
-        if result.returncode != 0:
-            raise PipelineError(
-                f"pushing the layer cache {reference} failed ({last_line(result.stderr)}); "
-                "check the registry with `nox -s registry`, then build again."
-            )
+        for pushed in [pool.submit(push, reference) for reference in references]:
+            pushed.result()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import tempfile
 import time
@@ -23,8 +22,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pipeline import engine, image_sources, preflight
+from pipeline.docker_client import container_output, docker, reason, translated
 from pipeline.errors import PipelineError
 from pipeline.process import last_line, run
+from pipeline.running import engine_json
 from pipeline.stack import port_is_free
 
 CONTAINER_NAME = "dashtam-registry"
@@ -144,17 +145,21 @@ def stop_registry(name: str = CONTAINER_NAME) -> bool:
     if existing is None:
         return False
     require_made_here(existing, name)
-    run(["docker", "container", "stop", "--time", str(STOP_TIMEOUT_SECONDS), name])
+    with contextlib.suppress(PipelineError), translated(f"stopping {name}"):
+        docker().container.stop(name, time=STOP_TIMEOUT_SECONDS)
     remove_container(name)
     return True
 
 
 def inspect_container(name: str) -> dict | None:
-    """`docker container inspect` of the container with this name, or None."""
-    result = run(["docker", "container", "inspect", name])
-    if result.returncode != 0:
+    """`docker container inspect` of the container with this name, or None.
+
+    The engine's JSON (pipeline.running.engine_json), not python-on-whales: every build asks
+    this, and python-on-whales' import would be a third of a no-op build's time."""
+    try:
+        return engine_json("container", [name])[0]
+    except PipelineError:
         return None
-    return json.loads(result.stdout)[0]
 
 
 def require_made_here(details: dict, name: str) -> None:
@@ -196,24 +201,26 @@ def port_taken(port: int) -> PipelineError:
 
 
 def remove_container(name: str) -> None:
-    result = run(["docker", "container", "rm", "--force", "--volumes", name])
-    if result.returncode != 0 and inspect_container(name) is not None:
-        raise PipelineError(
-            f"cannot remove the registry container {name} ({last_line(result.stderr)}); "
-            f"remove it with `docker rm -f {name}`, then {START_HINT}."
-        )
+    try:
+        with translated(
+            f"removing the registry container {name}",
+            f"remove it with `docker rm -f {name}`, then {START_HINT}",
+        ):
+            docker().container.remove(name, force=True, volumes=True)
+    except PipelineError:
+        if inspect_container(name) is not None:
+            raise
 
 
 def pull_if_missing(image: str) -> None:
     if engine.image_exists(image):
         return
-    pulled = run(["docker", "pull", image], timeout=900)
-    if pulled.returncode != 0:
-        raise PipelineError(
-            f"cannot pull {image} ({last_line(pulled.stderr)}); without a registry to pull "
-            f"from, set {image_sources.SOURCE_VARIABLE}=airgap and run `nox -s base-images`, "
-            f"then {START_HINT}."
-        )
+    with translated(
+        f"pulling {image}",
+        f"without a registry to pull from, set {image_sources.SOURCE_VARIABLE}=airgap and run "
+        f"`nox -s base-images`, then {START_HINT}",
+    ):
+        docker().image.pull(image, quiet=True)
 
 
 def prepare_volume(image: str, volume: str) -> None:
@@ -225,40 +232,27 @@ def prepare_volume(image: str, volume: str) -> None:
     chown needs, and no network, gives it to the registry's user; the registry itself never
     runs as root.
     """
-    handed_over = run(
-        [
-            "docker",
-            "run",
-            "--rm",
-            "--pull",
-            "never",
-            "--network",
-            "none",
-            "--user",
-            "0:0",
-            "--cap-drop",
-            "ALL",
-            "--cap-add",
-            "CHOWN",
-            "--security-opt",
-            "no-new-privileges",
-            "--volume",
-            f"{volume}:{DATA_DIRECTORY}:nocopy",
-            "--entrypoint",
-            "chown",
+    with translated(
+        f"preparing the registry's volume {volume} with {image}",
+        f"fix the cause, then {START_HINT}",
+    ):
+        container_output(
             image,
-            RUN_AS,
-            DATA_DIRECTORY,
-        ]
-    )
-    if handed_over.returncode != 0:
-        raise PipelineError(
-            f"cannot prepare the registry's volume {volume} with {image} "
-            f"({docker_reason(handed_over.stderr)}); fix the cause, then {START_HINT}."
+            [RUN_AS, DATA_DIRECTORY],
+            pull="never",
+            networks=["none"],
+            user="0:0",
+            cap_drop=["ALL"],
+            cap_add=["CHOWN"],
+            security_options=["no-new-privileges"],
+            volumes=[(volume, DATA_DIRECTORY, "nocopy")],
+            entrypoint="chown",
         )
 
 
 def start_container(name: str, image: str, volume: str, port: int) -> None:
+    # Plain `docker`: python-on-whales' run has no --health-start-interval, without which
+    # the registry is reported healthy after the first 10 s interval instead of in 0.2 s.
     started = run(
         [
             "docker",
@@ -298,25 +292,19 @@ def start_container(name: str, image: str, volume: str, port: int) -> None:
     )
     if started.returncode == 0:
         return
-    reason = docker_reason(started.stderr)
-    if "port is already allocated" in reason or "address already in use" in reason:
+    said = reason(started)
+    if "port is already allocated" in said or "address already in use" in said:
         remove_container(name)  # created, but never started
         raise port_taken(port)
-    if "is already in use by container" in reason:
+    if "is already in use by container" in said:
         raise PipelineError(
             f"another process started a container named {name} at the same moment; {START_HINT} "
             "to reuse it."
         )
     raise PipelineError(
-        f"cannot start the registry container {name} from {image} ({reason}); fix the cause, "
+        f"cannot start the registry container {name} from {image} ({said}); fix the cause, "
         f"then {START_HINT}."
     )
-
-
-def docker_reason(stderr: str | None) -> str:
-    """What `docker run` said went wrong, without the usage hint it prints after it."""
-    lines = [line for line in (stderr or "").splitlines() if not line.startswith("Run 'docker")]
-    return last_line("\n".join(lines)).removeprefix("docker: ")
 
 
 def wait_until_healthy(name: str) -> str:
@@ -343,5 +331,6 @@ def unhealthy_detail(name: str) -> str:
     probes = (details["State"].get("Health") or {}).get("Log") or []
     if details["State"]["Running"] and probes:
         return f"healthcheck: {last_line(probes[-1].get('Output'))}"
-    logs = run(["docker", "container", "logs", "--tail", "20", name])
-    return f"exit code {details['State']['ExitCode']}: {last_line(logs.stdout + logs.stderr)}"
+    with translated(f"reading the logs of {name}"):
+        logs = docker().container.logs(name, tail=20)
+    return f"exit code {details['State']['ExitCode']}: {last_line(logs)}"

@@ -19,7 +19,7 @@ from pathlib import Path
 from pipeline.environments import REPORTS
 from pipeline.inspection import read_facts
 from pipeline.policy import load_policy
-from pipeline.process import run
+from pipeline.running import inspected, project_containers
 from pipeline.stack import Stack
 
 POLICY_CASE = "test_policy["
@@ -65,14 +65,9 @@ def record_path(environment_name: str, reports: Path | None = None) -> Path:
 def container_facts(stack: Stack, facts: dict[str, dict]) -> list[ContainerFacts]:
     """One row per container, from `docker inspect` and what the suite's inspector read
     (memory: the resident memory of its processes, against the container's limit)."""
-    ids = stack.container_ids()
-    if not ids:
-        return []
-    result = run(["docker", "container", "inspect", *ids.values()])
-    inspected = {entry["Id"]: entry for entry in json.loads(result.stdout or "[]")}
+    entries = inspected(project_containers(stack.project, stopped=True))
     rows = []
-    for service, container in sorted(ids.items()):
-        entry = inspected.get(container, {})
+    for service, entry in sorted(entries.items()):
         read = facts.get(service, {})
         processes = read.get("processes", [])
         pid1 = next((p for p in processes if p["pid"] == 1), None)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
-import json
 import os
 import re
 import shlex
@@ -13,16 +13,18 @@ import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline import envfiles, image_sources, preflight
+from pipeline.docker_client import compose, docker, failing_as, translated
 from pipeline.environments import DEV_CERTS, ROOT, Environment, image_name
 from pipeline.errors import PipelineError
 from pipeline.process import run, say
+from pipeline.running import PROJECT_LABEL, inspected, project_containers
 from pipeline.secret_files import SECRETS_DIR_VARIABLE, write_secret_files
 
-# python-on-whales (and pydantic under it) is imported where a method needs it: the suite in
-# tests/infra attaches to a booted stack through config() and container_ids() alone, and
-# pays half a second less per run for it.
+if TYPE_CHECKING:
+    from python_on_whales import DockerClient
 
 # Per-run variable files (image references, ports, throwaway secrets): git-ignored.
 RUNS = ROOT / ".dashtam" / "runs"
@@ -32,7 +34,6 @@ RUNS = ROOT / ".dashtam" / "runs"
 PROJECT_OVERRIDE_VARIABLE = "DASHTAM_PROJECT"
 # Compose's rule for project names.
 _PROJECT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
-PROJECT_LABEL = "com.docker.compose.project"
 
 
 def image_variable(stage: str) -> str:
@@ -143,7 +144,10 @@ class Stack:
         return f"docker compose -p {self.project} {files} {env_files}"
 
     def compose_arguments(self, *arguments: str) -> list[str]:
-        """`docker compose` for this stack with `arguments` (its variables file written)."""
+        """`docker compose` for this stack with `arguments` (its variables file written).
+
+        A literal argument list for the one command that must outlive this process (`down`,
+        see there); everything else reaches Compose through `compose_client`."""
         self.write_variables()
         command = ["docker", "compose", "-p", self.project]
         for path in self.compose_files:
@@ -152,28 +156,25 @@ class Stack:
             command += ["--env-file", str(path)]
         return [*command, *arguments]
 
+    def compose_client(self) -> DockerClient:
+        """python-on-whales' client of this stack's compose project (its variables written)."""
+        self.write_variables()
+        return compose(self.compose_files, self.env_files, self.project)
+
+    def compose_failures(self) -> contextlib.AbstractContextManager[None]:
+        """Compose's own last line (it names the variable or file), with where to fix it."""
+        shown = f"{_shown(self.compose_file)} with {_shown(self.env_file)}"
+        return failing_as(lambda said: f"{shown}: {said}")
+
     def config(self) -> dict:
         """`docker compose config --format json`: the stack as Compose resolves it."""
-        result = run(self.compose_arguments("config", "--format", "json"))
-        if result.returncode != 0:
-            raise PipelineError(_compose_error(self, result.stderr, result.returncode))
-        return json.loads(result.stdout)
+        with self.compose_failures():
+            return self.compose_client().compose.config(return_json=True)
 
     def container_ids(self) -> dict[str, str]:
         """Service -> container ID, for every container of this project (running or not)."""
-        listing = run(
-            [
-                "docker",
-                "ps",
-                "--all",
-                "--no-trunc",
-                "--filter",
-                f"label={PROJECT_LABEL}={self.project}",
-                "--format",
-                '{{.Label "com.docker.compose.service"}} {{.ID}}',
-            ]
-        )
-        return dict(line.split() for line in listing.stdout.splitlines() if line.count(" ") == 1)
+        containers = project_containers(self.project, stopped=True)
+        return {service: container.id for service, container in containers.items()}
 
     def check_host_ports_free(self) -> None:
         """Fail before Compose does, naming the variable to change, when a host port is taken."""
@@ -202,17 +203,24 @@ class Stack:
         """Start the stack and wait until every service is healthy."""
         # Air-gapped: a missing image is named by the preflight, never pulled.
         airgap = image_sources.selected_source() == image_sources.AIRGAP
-        up = ["up", "--detach", "--wait", "--wait-timeout", str(WAIT_TIMEOUT_SECONDS)]
-        result = run(self.compose_arguments(*up, "--pull", "never" if airgap else "missing"))
-        if result.returncode == 0:
-            return
-        unhealthy = self.print_unhealthy()
-        if unhealthy:
-            raise PipelineError(
-                f"{self.project}: {', '.join(unhealthy)} did not become healthy "
-                f"(waited up to {WAIT_TIMEOUT_SECONDS} s); the logs and health log above say why."
-            )
-        raise PipelineError(_compose_error(self, result.stderr, result.returncode))
+        try:
+            with self.compose_failures():
+                self.compose_client().compose.up(
+                    detach=True,
+                    wait=True,
+                    wait_timeout=WAIT_TIMEOUT_SECONDS,
+                    pull="never" if airgap else "missing",
+                    quiet=True,  # its output is kept: a failure is told in one line
+                )
+        except PipelineError:
+            unhealthy = self.print_unhealthy()
+            if unhealthy:
+                raise PipelineError(
+                    f"{self.project}: {', '.join(unhealthy)} did not become healthy "
+                    f"(waited up to {WAIT_TIMEOUT_SECONDS} s); the logs and health log above "
+                    "say why."
+                ) from None
+            raise
 
     def down(self, *, remove_volumes: bool) -> None:
         """Remove the stack's containers and networks (and its volumes), then what was made
@@ -227,22 +235,14 @@ class Stack:
         steps.append(["rm", "-rf", *(str(p) for p in (self.variables_file, *self.owned_paths))])
         if self.image_tag:
             tags = [f"{image_name(stage)}:{self.image_tag}" for stage in self.environment.stages]
+            # In the same script as the compose down, for the same reason.
             steps.append(["docker", "image", "rm", *tags])
         script = "; ".join(shlex.join(step) + " >/dev/null 2>&1" for step in steps)
         run(["sh", "-c", script], new_session=True)
 
     def inspect_containers(self) -> dict[str, dict]:
         """Service -> `docker container inspect` of its container (running or not)."""
-        ids = self.container_ids()
-        if not ids:
-            return {}
-        inspected = json.loads(
-            run(["docker", "container", "inspect", *ids.values()]).stdout or "[]"
-        )
-        by_id = {entry["Id"]: entry for entry in inspected}
-        return {
-            service: by_id[container] for service, container in ids.items() if container in by_id
-        }
+        return inspected(project_containers(self.project, stopped=True))
 
     def container_id(self, service: str) -> str:
         container = self.container_ids().get(service)
@@ -267,8 +267,7 @@ class Stack:
                 f"{service} is {health or state.get('Status')} "
                 f"(exit code {state.get('ExitCode')}); its last logs:"
             )
-            logs = run(["docker", "logs", "--tail", "40", entry["Id"]])
-            print(logs.stdout + logs.stderr, file=sys.stderr)
+            print(container_logs(entry["Id"], tail=40), file=sys.stderr)
             for probe in ((state.get("Health") or {}).get("Log") or [])[-3:]:
                 output = (probe.get("Output") or "").strip()
                 say(f"{service} healthcheck exit {probe.get('ExitCode')}: {output}")
@@ -277,15 +276,24 @@ class Stack:
 
 def project_objects(project: str) -> dict[str, list[str]]:
     """Containers, networks and volumes carrying a compose project's label, by name."""
-    label = f"label={PROJECT_LABEL}={project}"
-    listings = {
-        "containers": ("ps", "--all", "--filter", label, "--format", "{{.Names}}"),
-        "networks": ("network", "ls", "--filter", label, "--format", "{{.Name}}"),
-        "volumes": ("volume", "ls", "--filter", label, "--format", "{{.Name}}"),
-    }
-    return {
-        kind: sorted(run(["docker", *listing]).stdout.split()) for kind, listing in listings.items()
-    }
+    labelled = [("label", f"{PROJECT_LABEL}={project}")]
+    with translated(f"listing what compose project {project!r} left"):
+        return {
+            "containers": sorted(
+                c.name for c in docker().container.list(all=True, filters=labelled)
+            ),
+            "networks": sorted(n.name for n in docker().network.list(filters=labelled)),
+            "volumes": sorted(v.name for v in docker().volume.list(filters=labelled)),
+        }
+
+
+def container_logs(container: str, *, tail: int) -> str:
+    """The last `tail` lines a container wrote (stdout and stderr), or why they cannot be read."""
+    try:
+        with translated(f"reading the logs of {container[:12]}"):
+            return docker().container.logs(container, tail=tail)
+    except PipelineError as error:
+        return str(error)
 
 
 def port_is_free(host_ip: str, port: int) -> bool:
@@ -300,13 +308,6 @@ def port_is_free(host_ip: str, port: int) -> bool:
         except OSError as error:
             return error.errno != errno.EADDRINUSE
     return True
-
-
-def _compose_error(stack: Stack, stderr: str | None, return_code: int) -> str:
-    """Compose's own last line (it names the variable or file), with where to fix it."""
-    lines = [line.strip() for line in (stderr or "").splitlines() if line.strip()]
-    reason = lines[-1] if lines else f"docker compose exited {return_code}"
-    return f"{_shown(stack.compose_file)} with {_shown(stack.env_file)}: {reason}"
 
 
 def _shown(path: Path) -> str:

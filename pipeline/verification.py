@@ -84,8 +84,8 @@ def suite_variables(stack: stacks.Stack, facts_file: Path | None = None) -> dict
         # An empty value is "unset" to Python: bytecode is written, under BYTECODE_CACHE.
         "PYTHONDONTWRITEBYTECODE": "",
         "PYTHONPYCACHEPREFIX": str(BYTECODE_CACHE),
-        # The suite uses no third-party pytest plugin: none that a package in the venv
-        # registers is loaded.
+        # The suite's one third-party plugin, testinfra, is named in its arguments; no other
+        # that a package in the venv registers is loaded.
         "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
     }
 
@@ -94,6 +94,8 @@ def infra_pytest_arguments(junit: Path) -> list[str]:
     """pytest's arguments for the verification suite (after `pytest` itself)."""
     return [
         "tests/infra",
+        # testinfra's plugin: the `host` fixture, parametrized by --hosts.
+        *("-p", "pytest11.testinfra"),
         f"--junitxml={junit}",
         "-o",
         "junit_family=xunit1",

@@ -1,22 +1,32 @@
-"""The policy on a running compose project: every container read from `docker inspect` and
-from outside by the inspector, every control evaluated (what `nox -s policy -- --project`
-runs; tests/infra does the same, one test case per control and service)."""
+"""The policy on a running compose project: every container read through its testinfra host.
+
+`read_service` is the one place that decides what is read of a running service; the
+verification suite (tests/infra) and `nox -s policy -- --project NAME` both call it on the
+same kind of host (pipeline.inspector_host), so they judge a stack the same way.
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from pipeline import inspection
-from pipeline.errors import PipelineError
+import testinfra
+from testinfra.host import Host
+
+from pipeline import readings, running
+from pipeline.environments import APP_GID, APP_SERVICES, APP_UID, Environment
+from pipeline.inspector_host import host_spec
 from pipeline.policy import Context, Control, Verdict, evaluate, load_policy
 from pipeline.policy.views import from_container
-from pipeline.process import last_line, run
 
-PROJECT_LABEL = "com.docker.compose.project"
-SERVICE_LABEL = "com.docker.compose.service"
+# What the checks look for in our images beyond the policy's own findings.
+APP_GLOBS = (
+    "/app/tests",
+    "/app/.venv/lib/python*/site-packages/*.dist-info",
+    "/etc/ld.so.cache",
+    "/etc/python3*",
+)
 
 
 @dataclass(frozen=True)
@@ -26,46 +36,46 @@ class Evaluation:
     verdict: Verdict
 
 
-def _docker_json(*arguments: str) -> list[dict]:
-    result = run(["docker", *arguments])
-    if result.returncode != 0:
-        raise PipelineError(f"`docker {arguments[0]} …` failed ({last_line(result.stderr)}).")
-    return json.loads(result.stdout)
-
-
-def running_containers(project: str) -> dict[str, dict]:
-    """Service -> `docker inspect` of its running container, for one compose project."""
-    listing = run(["docker", "ps", "-q", "--filter", f"label={PROJECT_LABEL}={project}"])
-    ids = listing.stdout.split()
-    if not ids:
-        raise PipelineError(
-            f"no running container of compose project {project!r}; start it, or check the "
-            "name with `docker compose ls`."
-        )
-    return {
-        entry["Config"]["Labels"].get(SERVICE_LABEL, entry["Name"].lstrip("/")): entry
-        for entry in _docker_json("container", "inspect", *ids)
-    }
+def read_service(host: Host, service: str, environment: Environment | None, inspect: dict) -> dict:
+    """What the policy's runtime controls and the report read of one running service."""
+    ours = service in APP_SERVICES
+    variables = dict(entry.split("=", 1) for entry in inspect["Config"].get("Env") or [])
+    writable = load_policy().writable_paths.get(service, []) if ours else []
+    tls_key = variables.get("APP_TLS_KEY_FILE") if ours else None
+    return readings.read_container(
+        host,
+        app_uid=APP_UID,
+        app_gid=APP_GID,
+        # A data store's image is not ours: the controls on its files say they do not apply,
+        # so only ours (or every service of a project no environment describes) are walked.
+        files=ours or environment is None,
+        writable_as=[f"{APP_UID}:{path}" for path in writable],
+        readable_as=[f"{APP_UID}:{tls_key}"] if tls_key else [],
+        globs=list(APP_GLOBS) if ours else [],
+        connect=["postgres:5432", "redis:6379"] if ours and environment is not None else [],
+        postgres_user=variables.get("POSTGRES_USER", "postgres") if service == "postgres" else None,
+        redis=service == "redis",
+    )
 
 
 def evaluate_project(project: str, context_of: Callable[[str], Context]) -> list[Evaluation]:
     """Every control on every running container of a compose project."""
-    containers = running_containers(project)
-    inspector = inspection.ensure_inspector_image()
+    containers = running.running_project(project)
+    inspected = running.inspected(containers)
+    environment = context_of(next(iter(containers))).environment
+    hosts = {
+        service: testinfra.get_host(host_spec(container.id, f"{project}-{service}"))
+        for service, container in containers.items()
+    }
     with ThreadPoolExecutor(max_workers=max(len(containers), 1)) as pool:
-        readings = {
-            service: pool.submit(
-                inspection.inspect_container, entry["Id"], inspector, ["--files", "--users"]
-            )
-            for service, entry in containers.items()
+        readings_by_service = {
+            service: pool.submit(read_service, hosts[service], service, environment, entry)
+            for service, entry in inspected.items()
         }
-        facts = {service: reading.result() for service, reading in readings.items()}
-    failed = {service: fact["error"] for service, fact in facts.items() if "error" in fact}
-    if failed:
-        raise PipelineError(f"{project}: the inspector could not read {failed}.")
+        facts = {service: reading.result() for service, reading in readings_by_service.items()}
     evaluations = []
-    for service, entry in sorted(containers.items()):
-        image = _docker_json("image", "inspect", entry["Image"])[0]
+    for service, entry in sorted(inspected.items()):
+        image = running.image_configuration(entry["Image"])
         view = from_container(service, entry, image, facts[service])
         context = context_of(service)
         evaluations += [

@@ -35,7 +35,10 @@ def compose_model(
     environment: dict[str, str] | None = None,
     cwd: Path | None = None,
 ) -> dict:
-    """`docker compose config --format json`: the model as Compose resolves it."""
+    """`docker compose config --format json`: the model as Compose resolves it.
+
+    A literal argument list: `environment` replaces this process's (the lint check hides the
+    shell's values of interpolated variables), and python-on-whales can only add to it."""
     command = ["docker", "compose"]
     for path in compose_files:
         command += ["-f", str(path)]

@@ -1,12 +1,22 @@
-"""Fixtures for the verification suite: the stack under test, read from outside.
+"""Fixtures for the verification suite: every service of the stack under test is a testinfra host.
 
-The `verify(<env>)` session boots the stack and names it in DASHTAM_VERIFY_* variables;
-run on its own (`pytest tests/infra --environment ci`) the suite boots a throwaway stack
-itself. Facts — which services exist, what they declare — come from the environments model
-and `docker compose config --format json`; policy — what must hold — from
-pipeline/policy/controls.toml; what runs is read from `docker inspect` and from the
-inspector, a helper container in each container's PID and network namespaces
-(pipeline.inspection), so images without a shell are read like any other.
+The `verify(<env>)` session boots the stack and names it in DASHTAM_VERIFY_* variables; run on
+its own (`pytest tests/infra --environment ci`) the suite boots a throwaway stack itself,
+before collection. Either way each running container becomes a testinfra host through
+testinfra's own `--hosts` option, `inspector://<env>-<service>@<container>`: testinfra's
+plugin parametrizes the `host` fixture with them, so a check is a function of `host` and
+testinfra's modules, and its id names environment and service (`…[prod-app]`).
+
+Why a backend of our own (pipeline/inspector_host.py) rather than testinfra's docker one: the
+production and callback images have no shell and none of the tools testinfra's modules run,
+and a check must not trust tools the image under test ships. The `inspector` backend runs
+the same commands in a helper container that shares the target's PID and network namespaces
+and enters its root with tools of its own; every service, shell-less or not, is read the
+same way. The policy's runtime controls read the same hosts (pipeline.policy.runtime).
+
+Facts — which services exist, what they declare — come from the environments model and
+`docker compose config --format json`; policy — what must hold — from
+pipeline/policy/controls.toml; what runs is read from the engine and through the hosts.
 """
 
 from __future__ import annotations
@@ -14,25 +24,19 @@ from __future__ import annotations
 import functools
 import json
 import os
-import subprocess
-import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import testinfra
+from testinfra.host import Host
 
-from pipeline import envfiles, inspection
+from pipeline import envfiles, running
 from pipeline import stack as stacks
-from pipeline.environments import (
-    APP_GID,
-    APP_SERVICES,
-    APP_UID,
-    DATA_SERVICES,
-    ENVIRONMENTS,
-    HEALTH_PATHS,
-    SERVICES,
-)
+from pipeline.environments import APP_SERVICES, DATA_SERVICES, ENVIRONMENTS, HEALTH_PATHS, SERVICES
+from pipeline.inspector_host import host_spec
 from pipeline.policy import Context, context_for, load_policy
+from pipeline.policy.runtime import read_service
 from pipeline.policy.views import ServiceView, from_container
 from pipeline.preflight import NO_ENGINE, engine_answers
 from pipeline.secret_files import SECRETS_DIR_VARIABLE, secret_values
@@ -43,10 +47,6 @@ from pipeline.verification import (
     FACTS_FILE_VARIABLE,
     PROJECT_VARIABLE,
 )
-from tests.infra.helpers import host_url, network_url
-
-# A state no real provider issued, fresh for each run: the callback's first-code-wins check.
-PROBE_STATE = f"verify-{uuid.uuid4().hex}"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -58,19 +58,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def callback_probe_urls(scheme: str) -> list[str]:
-    """The same state delivered twice, from inside the stack: the second must be refused."""
-    path = f"/oauth/callback?code=first-{uuid.uuid4().hex[:8]}&state={PROBE_STATE}"
-    second = path.replace("code=first-", "code=second-")
-    return [network_url(scheme, "callback", path), network_url(scheme, "callback", second)]
-
-
 class Target:
-    """The environment and stack under test, resolved once per test run.
+    """The environment and running stack under test, resolved once per test run.
 
-    Everything the checks read from Docker is looked up in the background as soon as the
-    stack is known: Compose's config, container IDs, `docker inspect` of the containers and
-    their images, and one inspector run per container, all at once, while pytest collects.
+    What the checks read is looked up in the background as soon as the stack is known:
+    Compose's config, the containers (one reader: pipeline.running) and what the policy
+    reads through each service's host, all at once, while pytest collects.
     """
 
     def __init__(self, config: pytest.Config) -> None:
@@ -87,24 +80,18 @@ class Target:
                 Path(os.environ[ENV_FILE_VARIABLE]),
                 Path(compose_file) if compose_file else None,
             )
-            self.boots_here = False
         else:
             self.stack = stacks.verify_stack(self.environment)
-            self.boots_here = True
+            self.stack.up()
+            config.add_cleanup(lambda: self.stack.down(remove_volumes=True))
         self.facts_file = (
             Path(os.environ[FACTS_FILE_VARIABLE]) if os.environ.get(FACTS_FILE_VARIABLE) else None
         )
         self._background = ThreadPoolExecutor(max_workers=4)
         self._config = self._background.submit(self.stack.config)
-        self._inspector = self._background.submit(inspection.ensure_inspector_image)
-        self._lookups: dict[str, Future] = {}
-        if not self.boots_here:
-            self.look_up_running_stack()
-
-    def look_up_running_stack(self) -> None:
-        self._lookups["ids"] = self._background.submit(self.stack.container_ids)
-        self._lookups["inspect"] = self._background.submit(self._inspect_containers)
-        self._lookups["facts"] = self._background.submit(self._gather_facts)
+        self.containers = running.project_containers(self.stack.project, stopped=True)
+        self._inspect = self._background.submit(running.inspected, self.containers)
+        self._facts: Future = self._background.submit(self._gather_facts)
 
     @functools.cached_property
     def config(self) -> dict:
@@ -114,21 +101,30 @@ class Target:
     def services(self) -> list[str]:
         return [name for name in SERVICES if name in self.config["services"]]
 
-    def container_ids(self) -> dict[str, str]:
-        return self._lookups["ids"].result()
+    def host_specs(self) -> list[str]:
+        """testinfra's --hosts: one inspector host per container, named <env>-<service>."""
+        return [
+            host_spec(container.id, f"{self.environment.name}-{service}")
+            for service, container in self.containers.items()
+            if service in SERVICES
+        ]
+
+    def host(self, service: str) -> Host:
+        label = f"{self.environment.name}-{service}"
+        return testinfra.get_host(host_spec(self.containers[service].id, label))
 
     def inspect(self, service: str) -> dict:
         """`docker container inspect` of a service's container."""
-        return self._lookups["inspect"].result()[service]
+        return self._inspect.result()[service]
 
     def facts(self) -> dict[str, dict]:
-        """Service -> what the inspector read from outside its container."""
-        return self._lookups["facts"].result()
+        """Service -> what the policy reads through its host."""
+        return self._facts.result()
 
     @functools.cache  # noqa: B019 - one Target per run
     def image_config(self, image_id: str) -> dict:
         """`docker image inspect` of the image a container runs (by its ID, never a tag)."""
-        return docker_json("image", "inspect", image_id)[0]
+        return running.image_configuration(image_id)
 
     def view(self, service: str) -> ServiceView:
         inspect = self.inspect(service)
@@ -151,82 +147,23 @@ class Target:
     def context(self, service: str) -> Context:
         return context_for(self.environment, service, self.secret_values)
 
-    def _inspect_containers(self) -> dict[str, dict]:
-        ids = self.container_ids()
-        by_id = {entry["Id"]: entry for entry in docker_json("container", "inspect", *ids.values())}
-        return {service: by_id[container] for service, container in ids.items()}
-
-    def _inspector_options(self, service: str) -> list[str]:
-        """What to read from one container, besides processes, sockets and mounts."""
-        options = ["--users", "--app-uid", str(APP_UID), "--app-gid", str(APP_GID)]
-        if service in APP_SERVICES:
-            # The image's files are the policy's only for images we build (the controls on a
-            # data store's image say they do not apply), so only ours are walked.
-            options.append("--files")
-            policy = load_policy()
-            options += [
-                f"--writable-as={APP_UID}:{path}" for path in policy.writable_paths[service]
-            ]
-            options += [
-                "--glob",
-                "/app/tests",
-                "--glob",
-                "/app/.venv/lib/python*/site-packages/*.dist-info",
-                "--glob",
-                "/etc/ld.so.cache",
-                "--glob",
-                "/etc/python3*",
-            ]
-            environment = dict(
-                entry.split("=", 1) for entry in self.inspect(service)["Config"]["Env"] or []
-            )
-            if environment.get("APP_TLS_KEY_FILE"):
-                options.append(f"--readable-as={APP_UID}:{environment['APP_TLS_KEY_FILE']}")
-            options += ["--connect", "postgres:5432", "--connect", "redis:6379"]
-        if service == "postgres":
-            environment = dict(
-                entry.split("=", 1) for entry in self.inspect(service)["Config"]["Env"] or []
-            )
-            options += ["--postgres", environment.get("POSTGRES_USER", "postgres")]
-        if service == "redis":
-            options.append("--redis")
-        if service == "app":
-            options += [f"--fetch={url}" for url in self._urls_inside()]
-        return options
-
-    def _urls_inside(self) -> list[str]:
-        """The endpoints with no host port (fetched in the app's network), and the callback's
-        first-code-wins probe."""
-        scheme = self.environment.scheme
-        inside = [
-            network_url(scheme, service, path)
-            for service in self.services
-            for path in HEALTH_PATHS.get(service, ())
-            if host_url(scheme, self.inspect(service), service, path) is None
-        ]
-        return inside + (callback_probe_urls(scheme) if "callback" in self.services else [])
-
     def _gather_facts(self) -> dict[str, dict]:
-        ids = self.container_ids()
-        image = self._inspector.result()
-        with ThreadPoolExecutor(max_workers=max(len(ids), 1)) as pool:
+        services = [service for service in self.services if service in self.containers]
+        with ThreadPoolExecutor(max_workers=max(len(services), 1)) as pool:
             readings = {
                 service: pool.submit(
-                    inspection.inspect_container, container, image, self._inspector_options(service)
+                    read_service,
+                    self.host(service),
+                    service,
+                    self.environment,
+                    self.inspect(service),
                 )
-                for service, container in ids.items()
+                for service in services
             }
             facts = {service: reading.result() for service, reading in readings.items()}
         if self.facts_file:
             self.facts_file.write_text(json.dumps(facts))
         return facts
-
-
-def docker_json(*arguments: str) -> list[dict]:
-    output = subprocess.run(
-        ["docker", *arguments], capture_output=True, text=True, check=True
-    ).stdout
-    return json.loads(output)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -235,7 +172,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if not os.environ.get(PROJECT_VARIABLE) and not engine_answers():
         config._dashtam_target = None
         return
-    config._dashtam_target = Target(config)
+    target = Target(config)
+    config._dashtam_target = target
+    if config.option.hosts is None:
+        config.option.hosts = ",".join(target.host_specs())
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -249,16 +189,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Parametrize by what the environment really runs, with ids that read well. Every
-    check is listed for every service it could apply to: one that does not apply says so
+    """Parametrize what is not a host by what the environment really runs, with ids that
+    read well (`host` is testinfra's: its plugin parametrizes it with --hosts). Every check
+    is listed for every service it could apply to: one that does not apply says so
     (skipped, with its reason), so nothing leaves the report without a trace."""
     target = metafunc.config._dashtam_target
     environment_name = target.environment.name if target else "none"
     services = target.services if target else list(SERVICES)
-    ours = [s for s in services if s in APP_SERVICES]
     groups = {
         "service": services,
-        "app_service": ours,
+        "app_service": [s for s in services if s in APP_SERVICES],
         "data_store": [s for s in services if s in DATA_SERVICES],
     }
     for fixture, values in groups.items():
@@ -282,12 +222,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(scope="session")
 def target(request: pytest.FixtureRequest) -> Target:
-    target = request.config._dashtam_target
-    if target.boots_here:
-        target.stack.up()
-        request.addfinalizer(lambda: target.stack.down(remove_volumes=True))
-        target.look_up_running_stack()
-    return target
+    return request.config._dashtam_target
 
 
 @pytest.fixture(scope="session")
@@ -295,14 +230,16 @@ def environment_name(target: Target) -> str:
     return target.environment.name
 
 
+@pytest.fixture(scope="module")
+def host_service(host: Host) -> str:
+    """The compose service a host is (its id is <env>-<service>)."""
+    return host.backend.get_pytest_id().split("-", 1)[1]
+
+
 @pytest.fixture(scope="session")
 def facts(target: Target) -> dict[str, dict]:
-    """Service -> what the inspector read from outside its container."""
-    found = target.facts()
-    failed = {service: fact["error"] for service, fact in found.items() if "error" in fact}
-    if failed:
-        pytest.fail(f"[{target.environment.name}] the inspector could not read: {failed}")
-    return found
+    """Service -> what the policy reads through its host."""
+    return target.facts()
 
 
 @pytest.fixture(scope="session")

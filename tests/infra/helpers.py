@@ -24,8 +24,3 @@ def host_url(scheme: str, inspect: dict, service: str, path: str) -> str | None:
 def network_url(scheme: str, service: str, path: str) -> str:
     """The URL of a service's endpoint on the stack's own network."""
     return f"{scheme}://{service}:{SERVICE_PORTS[service]}{path}"
-
-
-def fetched_in_network(app_facts: dict) -> dict[str, tuple[int, str]]:
-    """What the inspector fetched in the app's network: {url: (status, body)}."""
-    return {url: (status, body) for url, status, body in app_facts.get("fetched", [])}

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 
-from pipeline.environments import DEV_CERTS
-from tests.infra.conftest import PROBE_STATE
-from tests.infra.helpers import fetched_in_network, host_url, mismatch, network_url
+from pipeline.environments import APP_SERVICES, DEV_CERTS
+from pipeline.readings import fetch as fetch_inside
+from tests.infra.helpers import host_url, mismatch, network_url
 
 pytestmark = pytest.mark.docker
 
@@ -39,7 +40,7 @@ def last_failed_probe(health: dict) -> str:
     return f"; last failed probe at {probe.get('Start')}: exit {probe.get('ExitCode')}, {output!r}"
 
 
-def fetch(target, facts, service: str, path: str):
+def fetch(target, service: str, path: str):
     """(status, body, where) from the host when published, else from inside the stack."""
     scheme = target.environment.scheme
     url = host_url(scheme, target.inspect(service), service, path)
@@ -67,20 +68,20 @@ def fetch(target, facts, service: str, path: str):
         except OSError as error:
             return 0, repr(error), f"host {url}"
     url = network_url(scheme, service, path)
-    status, body = fetched_in_network(facts["app"]).get(url, (0, "not fetched"))
-    return status, body, f"network {url}"
+    _, status, body = fetch_inside(target.host("app"), url)
+    return status, body, f"network {url} (from app)"
 
 
-def test_health_endpoint_answers_200(environment_name, endpoint, target, facts):
+def test_health_endpoint_answers_200(environment_name, endpoint, target):
     service, path = endpoint
-    status, body, where = fetch(target, facts, service, path)
+    status, body, where = fetch(target, service, path)
     assert status == 200, mismatch(
         environment_name, service, f"GET {path} via {where}", 200, f"{status} {body[:200]}"
     )
 
 
-def test_readiness_reports_postgres_and_redis_up(environment_name, target, facts):
-    status, body, where = fetch(target, facts, "app", "/health/ready")
+def test_readiness_reports_postgres_and_redis_up(environment_name, target):
+    status, body, where = fetch(target, "app", "/health/ready")
     checks = json.loads(body).get("checks", {}) if status == 200 else body
     expected = {"postgres": "up", "redis": "up"}
     assert checks == expected, mismatch(
@@ -88,10 +89,18 @@ def test_readiness_reports_postgres_and_redis_up(environment_name, target, facts
     )
 
 
-def test_callback_keeps_the_first_code_for_a_state(environment_name, target, facts):
-    """The same state delivered twice from inside the stack: stored once, then refused."""
-    fetched = facts["app"]["fetched"]
-    statuses = [status for url, status, _ in fetched if f"state={PROBE_STATE}" in url]
+def test_callback_keeps_the_first_code_for_a_state(environment_name, target):
+    """The same state delivered twice from inside the stack (a state no real provider
+    issued, fresh for each run): stored once, then refused."""
+    state = f"verify-{uuid.uuid4().hex}"
+    app = target.host("app")
+    scheme = target.environment.scheme
+    statuses = [
+        fetch_inside(
+            app, network_url(scheme, "callback", f"/oauth/callback?code={code}&state={state}")
+        )[1]
+        for code in (f"first-{uuid.uuid4().hex[:8]}", f"second-{uuid.uuid4().hex[:8]}")
+    ]
     assert statuses == [200, 409], mismatch(
         environment_name,
         "callback",
@@ -103,16 +112,20 @@ def test_callback_keeps_the_first_code_for_a_state(environment_name, target, fac
 
 # What each of our services must reach and must not, where networks are by need.
 REACHES = {
-    "app": {"postgres:5432": "connected", "redis:6379": "connected"},
-    "callback": {"postgres:5432": "refused", "redis:6379": "connected"},
+    "app": {("postgres", 5432): True, ("redis", 6379): True},
+    "callback": {("postgres", 5432): False, ("redis", 6379): True},
 }
 
 
-def test_each_service_reaches_only_what_it_needs(environment_name, app_service, target, facts):
+def test_each_service_reaches_only_what_it_needs(environment_name, host, host_service, target):
+    if host_service not in APP_SERVICES:
+        pytest.skip(f"not applicable: {host_service} is a data store (its networks are internal)")
     if not target.environment.networks_by_need:
         pytest.skip(f"not applicable: {environment_name} keeps every service on one network")
-    connections = facts[app_service]["connections"]
-    found = {address: connections[address].split(":")[0] for address in REACHES[app_service]}
-    assert found == REACHES[app_service], mismatch(
-        environment_name, app_service, "TCP connections", REACHES[app_service], connections
+    found = {
+        (name, port): host.addr(name).port(port).is_reachable
+        for name, port in REACHES[host_service]
+    }
+    assert found == REACHES[host_service], mismatch(
+        environment_name, host_service, "TCP reachable (name, port)", REACHES[host_service], found
     )

@@ -1,11 +1,10 @@
 """The host side of reading containers (pipeline/inspection.py), where it needs no Docker:
-the `docker run` of the inspector, the inspector image's name, and reading its answers.
+the `docker run` of the helper, the inspector image's name, and reading a run's facts.
 """
 
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,39 +15,40 @@ CONTAINER = "9c1e5c0b3a7f"
 IMAGE = "dashtam/inspector:0123456789ab"
 
 
-def command(options: list[str] | None = None) -> list[str]:
-    return inspection.inspector_command(CONTAINER, IMAGE, options or ["--files"])
+def command() -> list[str]:
+    return inspection.helper_command(CONTAINER, IMAGE)
 
 
 def option(words: list[str], name: str) -> list[str]:
-    """Every value given to `name` in a command line."""
-    return [words[index + 1] for index, word in enumerate(words[:-1]) if word == name]
+    """Every value given to `name=` in a command line."""
+    return [word.split("=", 1)[1] for word in words if word.startswith(f"{name}=")]
 
 
-def test_the_inspector_joins_the_container_s_pid_and_network_namespaces():
+def test_the_helper_joins_the_container_s_pid_and_network_namespaces():
     words = command()
     found = (option(words, "--pid"), option(words, "--network"))
     expected = ([f"container:{CONTAINER}"], [f"container:{CONTAINER}"])
     assert found == expected, f"expected --pid and --network container:<id>, found {found}"
 
 
-def test_the_inspector_adds_only_sys_ptrace_and_runs_read_only_and_removed():
+def test_the_helper_drops_every_capability_but_the_reading_ones_and_is_limited():
     words = command()
-    assert option(words, "--cap-add") == ["SYS_PTRACE"], (
-        f"expected SYS_PTRACE as the one capability added, found {option(words, '--cap-add')}"
+    assert option(words, "--cap-drop") == ["ALL"], f"expected --cap-drop=ALL, found {words}"
+    added = sorted(option(words, "--cap-add"))
+    expected = sorted(["SYS_PTRACE", "DAC_READ_SEARCH", "SYS_CHROOT", "SETUID", "SETGID"])
+    assert added == expected, f"expected only {expected} added, found {added}"
+    for flag in ("--read-only", "--rm", "--interactive", "--security-opt=no-new-privileges"):
+        assert flag in words, f"expected {flag} in the helper's docker run, found {words}"
+    assert option(words, "--memory") and option(words, "--pids-limit"), (
+        f"expected memory and pids limits, found {words}"
     )
-    for flag in ("--read-only", "--rm"):
-        assert flag in words, f"expected {flag} in the inspector's docker run, found {words}"
-    for flag in ("--privileged", "--cap-add=ALL", "--security-opt"):
-        assert not any(word.startswith(flag) for word in words), f"expected no {flag}: {words}"
+    assert not any(word.startswith("--privileged") for word in words), f"privileged: {words}"
 
 
-def test_the_image_and_then_the_options_end_the_command():
-    words = command(["--files", "--redis"])
+def test_the_image_ends_the_command():
+    words = command()
     assert words[:2] == ["docker", "run"], f"expected a docker run, found {words[:2]}"
-    assert words[-3:] == [IMAGE, "--files", "--redis"], (
-        f"expected the image followed by the inspector's options last, found {words[-3:]}"
-    )
+    assert words[-1] == IMAGE, f"expected the image last, found {words[-1]}"
 
 
 @pytest.fixture
@@ -61,8 +61,7 @@ def inspector_inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
     }
     inputs["dockerfile"].write_text("FROM ${PYTHON_IMAGE}\nCOPY pipeline/inspector.py /\n")
     inputs["source"].write_text("print('facts')\n")
-    monkeypatch.setattr(inspection, "INSPECTOR_DOCKERFILE", inputs["dockerfile"])
-    monkeypatch.setattr(inspection, "INSPECTOR_SOURCE", inputs["source"])
+    monkeypatch.setattr(inspection, "INSPECTOR_SOURCES", (inputs["dockerfile"], inputs["source"]))
     monkeypatch.setattr(
         image_sources, "image_references", lambda *_: {"PYTHON_IMAGE": "python:3.13-slim"}
     )
@@ -106,32 +105,6 @@ def test_without_a_local_python_image_its_reference_counts(inspector_inputs, mon
     monkeypatch.setattr(image_sources, "image_references", lambda *_: {"PYTHON_IMAGE": "other"})
     second = inspection.inspector_image()
     assert first != second, f"expected the reference in the digest, found {first} for both"
-
-
-def finished(returncode: int, stdout: str = "", stderr: str = ""):
-    return lambda *_, **__: subprocess.CompletedProcess([], returncode, stdout, stderr)
-
-
-def test_inspect_container_returns_the_inspector_s_json(monkeypatch):
-    monkeypatch.setattr(inspection, "run", finished(0, '{"processes": [], "sockets": []}\n'))
-    found = inspection.inspect_container(CONTAINER, IMAGE, [])
-    assert found == {"processes": [], "sockets": []}, f"expected the parsed JSON, found {found}"
-
-
-@pytest.mark.parametrize(
-    ("result", "expected"),
-    [
-        (finished(125, stderr="warning\ndocker: no such container\n"), "no such container"),
-        (finished(0, "Traceback (most recent call last):\nKeyError: 'Uid'\n"), "no JSON"),
-    ],
-    ids=["a failed run names its last line", "output that is not JSON says so"],
-)
-def test_inspect_container_turns_a_failure_into_an_error(monkeypatch, result, expected):
-    monkeypatch.setattr(inspection, "run", result)
-    found = inspection.inspect_container(CONTAINER, IMAGE, [])
-    assert list(found) == ["error"] and expected in found["error"], (
-        f"expected an error mentioning {expected!r}, found {found}"
-    )
 
 
 def test_read_facts_reads_a_run_s_facts_or_gives_nothing(tmp_path):

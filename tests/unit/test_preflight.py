@@ -1,8 +1,7 @@
-"""Preflight checks run side by side, and one `docker image ls` answers which images are missing."""
+"""Preflight checks run side by side, and one `docker image inspect` names the missing images."""
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 
@@ -38,26 +37,31 @@ def test_the_first_failing_check_in_the_given_order_is_the_one_reported():
         preflight.require_all(slow_failure, quick_failure)
 
 
-def listing(stdout: str, returncode: int = 0):
-    def run(arguments, **_):
-        return subprocess.CompletedProcess(arguments, returncode, stdout, "")
+def store(*tags: str):
+    """Stands in for `docker image inspect`: an engine holding one image tagged `tags`, which
+    fails (as docker does) when any reference asked about names nothing."""
 
-    return run
+    def engine_json(kind, references):
+        if not tags or not set(references) <= set(tags):
+            raise PipelineError("`docker image inspect` failed (No such image).")
+        return [{"Id": "sha256:1", "RepoTags": list(tags)} for _ in references]
+
+    return engine_json
 
 
-def test_missing_images_are_those_the_listing_does_not_name(monkeypatch):
-    monkeypatch.setattr(engine, "run", listing("dashtam-airgap/python:3.13-debian13\n"))
+def test_missing_images_are_those_the_inspect_does_not_name(monkeypatch):
+    monkeypatch.setattr(engine, "engine_json", store("dashtam-airgap/python:3.13-debian13"))
     wanted = ["dashtam-airgap/python:3.13-debian13", "dashtam-airgap/redis:8-debian13"]
     assert engine.missing_images(wanted) == ["dashtam-airgap/redis:8-debian13"]
 
 
 def test_a_tag_that_only_shares_a_prefix_does_not_count_as_present(monkeypatch):
-    monkeypatch.setattr(engine, "run", listing("dashtam-airgap/python:3.13-debian13-old\n"))
+    monkeypatch.setattr(engine, "engine_json", store("dashtam-airgap/python:3.13-debian13-old"))
     assert engine.missing_images(["dashtam-airgap/python:3.13-debian13"]) == [
         "dashtam-airgap/python:3.13-debian13"
     ]
 
 
 def test_every_image_is_missing_when_the_engine_cannot_list_them(monkeypatch):
-    monkeypatch.setattr(engine, "run", listing("", returncode=1))
+    monkeypatch.setattr(engine, "engine_json", store())
     assert engine.missing_images(["a:1", "b:2"]) == ["a:1", "b:2"]

@@ -6,13 +6,14 @@ from __future__ import annotations
 import io
 import json
 import re
-import subprocess
 import tarfile
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from python_on_whales.exceptions import DockerException
 
 from pipeline import engine, sbom
 from pipeline.errors import PipelineError
@@ -407,22 +408,28 @@ def test_write_sboms_writes_one_file_per_stage(monkeypatch, tmp_path: Path):
 
 
 def test_the_container_is_removed_even_when_the_export_fails(monkeypatch):
-    commands = []
+    calls = []
 
-    def fake_run(command, **_options):
-        commands.append(command)
-        failed = command[1] == "export"
-        return subprocess.CompletedProcess(command, 1 if failed else 0, "", "no space left")
+    class Containers:
+        def create(self, image, **options):
+            calls.append(("create", image, options))
 
-    monkeypatch.setattr(engine, "run", fake_run)
+        def export(self, container, output):
+            calls.append(("export", container))
+            raise DockerException(["docker", "export"], 1, b"", b"no space left")
+
+        def remove(self, container, **options):
+            calls.append(("remove", container, options))
+
+    monkeypatch.setattr(engine, "docker", lambda: SimpleNamespace(container=Containers()))
     with (
         pytest.raises(PipelineError, match="no space left"),
         engine.exported_filesystem("sha256:abc", name_prefix="dashtam-test-sbom") as _,
     ):
         pass
-    created, exported, removed = commands
-    name = created[created.index("--name") + 1]
+    created, exported, removed = calls
+    name = created[2]["name"]
     assert name.startswith("dashtam-test-sbom-")
-    assert created[-1] == "sha256:abc" and "start" not in created
-    assert exported[:2] == ["docker", "export"]
-    assert removed == ["docker", "rm", "--force", "--volumes", name]
+    assert created[1] == "sha256:abc"
+    assert exported == ("export", name)
+    assert removed == ("remove", name, {"force": True, "volumes": True})

@@ -1,0 +1,287 @@
+"""What the policy's runtime controls read of a running container, asked through its testinfra host.
+
+`read_container(host, …)` returns the facts the rules of pipeline/policy/rules.py judge —
+processes, listening sockets, mounts, the image's files, logins to the data stores — each
+asked through testinfra's modules (`host.process`, `host.socket`, `host.file`, `host.addr`)
+or `host.run` where no module fits, on the same hosts tests/infra checks with. The host is
+the inspector beside the container (pipeline.inspector_host), so every path is the target's.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import shlex
+
+from testinfra.host import Host
+
+# Folders whose programs count as the image's binaries (shells, coreutils, package managers).
+PROGRAM_FOLDERS = ("/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin")
+# Docker's embedded DNS server listens on 127.0.0.11 in every container on a user-defined
+# network: the engine's, not the service's.
+DOCKER_DNS = "127.0.0.11"
+# runc's own bootstrap while it starts an exec (a healthcheck probe): the engine's, not
+# the service's, and root only for a moment before it becomes the command.
+RUNTIME_BOOTSTRAP = "runc:["
+CONNECT_SECONDS = 3
+# find's -printf: path, mode, owner and group, tab-separated.
+_FIND_FIELDS = r"%p\t%m\t%U\t%G\n"
+
+
+def processes(host: Host) -> list[dict]:
+    """Every process of the target: those in PID 1's mount namespace (the inspector's own
+    commands run in the helper's), runc's bootstrap left out."""
+    target = host.process.get(pid=1).mntns
+    found = []
+    for process in sorted(host.process.filter(mntns=target), key=lambda p: p.pid):
+        status = _status(host, process.pid)
+        if status is None or status["Name"].startswith(RUNTIME_BOOTSTRAP):
+            continue  # it ended while we looked, or it is the engine's
+        uids = [int(value) for value in status["Uid"].split()]
+        gids = [int(value) for value in status["Gid"].split()]
+        found.append(
+            {
+                "pid": process.pid,
+                "name": status["Name"],
+                "uid": {"real": uids[0], "effective": uids[1], "saved": uids[2]},
+                "gid": {"real": gids[0], "effective": gids[1], "saved": gids[2]},
+                "no_new_privileges": status.get("NoNewPrivs", "0").strip() == "1",
+                # Resident memory in kB (kernel threads and zombies have none).
+                "resident_kb": int(status.get("VmRSS", "0 kB").split()[0]),
+                "effective_capabilities": status.get("CapEff", "").strip(),
+                "seccomp": int(status.get("Seccomp", "0").strip() or 0),
+            }
+        )
+    return found
+
+
+def _status(host: Host, pid: int) -> dict[str, str] | None:
+    status = host.file(f"/proc/{pid}/status")
+    if not status.exists:
+        return None
+    return dict(
+        line.split(":\t", 1) for line in status.content_string.splitlines() if ":\t" in line
+    )
+
+
+def executable_and_libraries(host: Host, pid: int) -> tuple[str, list[str]]:
+    """The program a process runs and the shared objects it has mapped, as paths inside the
+    target (how its loader resolved them)."""
+    executable = host.file(f"/proc/{pid}/exe").linked_to
+    # address perms offset device inode [path]: anonymous mappings have no path.
+    fields = [
+        line.split(None, 5) for line in host.file(f"/proc/{pid}/maps").content_string.splitlines()
+    ]
+    mapped = {entry[5].strip() for entry in fields if len(entry) == 6}
+    return executable, sorted(path for path in mapped if ".so" in path.rsplit("/", 1)[-1])
+
+
+def sockets(host: Host) -> list[dict]:
+    """Every listening TCP and bound UDP socket, IPv4 and IPv6, Docker's DNS left out."""
+    found = []
+    for spec in host.socket.get_listening_sockets():
+        protocol, _, rest = spec.partition("://")
+        if protocol not in ("tcp", "udp"):
+            continue
+        address, _, port = rest.rpartition(":")
+        if address in (DOCKER_DNS, f"::ffff:{DOCKER_DNS}"):
+            continue
+        found.append({"protocol": protocol, "address": address, "port": int(port)})
+    return found
+
+
+def parse_mounts(text: str) -> dict[str, dict]:
+    """Mount point -> {options, type, source}, from a mountinfo table."""
+    mounts = {}
+    for line in text.splitlines():
+        fields = line.split()
+        separator = fields.index("-")
+        # mountinfo escapes space, tab, newline and backslash as octal (\\040…).
+        point = re.sub(r"\\([0-7]{3})", lambda octal: chr(int(octal[1], 8)), fields[4])
+        mounts[point] = {
+            "options": fields[5].split(","),
+            "type": fields[separator + 1],
+            "source": fields[separator + 2],
+        }
+    return mounts
+
+
+def mounts(host: Host) -> dict[str, dict]:
+    return parse_mounts(host.file("/proc/1/mountinfo").content_string)
+
+
+def _found(host: Host, command: str, mount_points: set[str]) -> list[dict]:
+    """find's -printf lines as {path, mode, uid, gid} (mode as four octal digits); a mount
+    point is what is mounted there, not the image's, and is left out."""
+    entries = []
+    for line in host.run(command).stdout.splitlines():
+        path, mode, uid, gid = line.rsplit("\t", 3)
+        if path in mount_points:
+            continue
+        entries.append(
+            {"path": path, "mode": f"{int(mode, 8):04o}", "uid": int(uid), "gid": int(gid)}
+        )
+    return entries
+
+
+def file_findings(
+    host: Host, app_uid: int, app_gid: int, mount_points: set[str]
+) -> dict[str, list[dict]]:
+    """The root filesystem's setuid/setgid files, world-writable paths (what lies in sticky
+    folders aside), what under /app is not the app user's or is writable by group or others,
+    and the programs in the usual folders. What is mounted over the root (volumes, tmpfs,
+    /proc) is another filesystem, and find's -xdev leaves it out."""
+    printf = f"-printf '{_FIND_FIELDS}'"
+    return {
+        "special_bits": _found(host, f"find / -xdev -type f -perm /6000 {printf}", mount_points),
+        "world_writable": _found(
+            host,
+            "find / -xdev -type d -perm -1002 -prune "
+            f"-o \\( -type f -o -type d \\) -perm -0002 {printf}",
+            mount_points,
+        ),
+        "app": _found(
+            host,
+            f"find /app -xdev ! -type l \\( ! -uid {app_uid} -o ! -gid {app_gid} "
+            f"-o -perm /022 \\) {printf} 2>/dev/null",
+            mount_points,
+        ),
+        "programs": _found(
+            host,
+            f"find {' '.join(PROGRAM_FOLDERS)} -mindepth 1 -maxdepth 1 ! -type d "
+            f"{printf} 2>/dev/null",
+            mount_points,
+        ),
+    }
+
+
+def allowed_as(host: Host, uid: int, path: str, test: str) -> bool:
+    """Whether `uid` (with its own group only) passes `test -r|-w PATH`: asked of the kernel
+    by a process that has become that user."""
+    command = f"setpriv --reuid {uid} --regid {uid} --clear-groups test {test} %s"
+    return host.run(command, path).rc == 0
+
+
+def file_access(host: Host, path: str, uid: int) -> dict:
+    """A file's owner and mode, and whether `uid` can read it (as that user)."""
+    file = host.file(path)
+    if not file.exists:
+        return {"path": path, "error": "No such file or directory"}
+    return {
+        "path": path,
+        "mode": f"{file.mode:04o}",
+        "uid": file.uid,
+        "gid": file.gid,
+        "readable": allowed_as(host, uid, path, "-r"),
+    }
+
+
+def matching(host: Host, pattern: str) -> list[str]:
+    """Paths in the target matching a glob pattern (expanded by the shell in the target's root)."""
+    listed = host.run(f"ls -d -- {pattern} 2>/dev/null")
+    return sorted(listed.stdout.splitlines()) if listed.rc == 0 else []
+
+
+def users(host: Host) -> dict[str, int]:
+    """Account name -> UID, from the target's /etc/passwd."""
+    passwd = host.file("/etc/passwd")
+    if not passwd.exists:
+        return {}
+    return {
+        fields[0]: int(fields[2])
+        for fields in (line.split(":") for line in passwd.content_string.splitlines())
+        if len(fields) > 2 and fields[2].isdigit()
+    }
+
+
+def fetch(host: Host, url: str) -> list:
+    """[url, status, body] of a GET in the target's network (status 0: nothing answered).
+    TLS is not verified here: the certificate's checks belong to the host's own fetch."""
+    marker = f"dashtam-status-{secrets.token_hex(4)}:"
+    # testinfra formats the command with %: curl's own %{http_code} is written %%.
+    write_out = f"'\\n{marker}%%{{http_code}}'"
+    answer = host.run(
+        f"curl --silent --show-error --insecure --max-time 5 --write-out {write_out} %s", url
+    )
+    body, _, status = answer.stdout.rpartition(f"\n{marker}")
+    if answer.rc != 0 or not status.strip().isdigit():
+        return [url, 0, answer.stderr.strip() or f"curl exit {answer.rc}"]
+    return [url, int(status), body]
+
+
+def connects(host: Host, address: str) -> str:
+    """Whether a TCP connection to HOST:PORT opens from the target's network namespace."""
+    name, _, port = address.rpartition(":")
+    reachable = host.addr(name).port(int(port)).is_reachable
+    return "connected" if reachable else "refused: no connection"
+
+
+def postgres_login(host: Host, user: str, password: str | None) -> str:
+    """What PostgreSQL answers a TCP login on loopback: "accepted", "password requested" when
+    no password is given, or "refused: <SQLSTATE or what it said>"."""
+    variables = f"PGPASSWORD={shlex.quote(password)} " if password else ""
+    tried = host.run(
+        f"{variables}PGCONNECT_TIMEOUT={CONNECT_SECONDS} psql --no-password --no-psqlrc "
+        "--host=127.0.0.1 --username=%s --dbname=postgres --command='' 2>&1",
+        user,
+    )
+    said = tried.stdout.strip().splitlines()
+    if tried.rc == 0:
+        return "accepted"
+    if any("no password supplied" in line for line in said):
+        return "password requested"
+    if any("password authentication failed" in line for line in said):
+        return "refused: 28P01"
+    return "refused: " + (said[-1] if said else f"psql exit {tried.rc}")
+
+
+def redis_unauthenticated(host: Host) -> str:
+    """Redis' first reply line to a PING sent without authenticating."""
+    reply = host.run(f"printf 'PING\\r\\n' | nc -w {CONNECT_SECONDS} -q 1 127.0.0.1 6379")
+    lines = reply.stdout.replace("\r", "").splitlines()
+    return lines[0] if lines else f"no answer: {reply.stderr.strip() or reply.rc}"
+
+
+def read_container(
+    host: Host,
+    *,
+    app_uid: int,
+    app_gid: int,
+    files: bool = False,
+    writable_as: list[str] = (),
+    readable_as: list[str] = (),
+    globs: list[str] = (),
+    fetch_urls: list[str] = (),
+    connect: list[str] = (),
+    postgres_user: str | None = None,
+    redis: bool = False,
+) -> dict:
+    """Everything the policy and the report read of one container, through its host."""
+    report: dict = {"processes": processes(host), "sockets": sockets(host), "mounts": mounts(host)}
+    if report["processes"]:
+        executable, libraries = executable_and_libraries(host, report["processes"][0]["pid"])
+        report["processes"][0].update(executable=executable, libraries=libraries)
+    if files:
+        points = {point for point in report["mounts"] if point != "/"}
+        report["files"] = file_findings(host, app_uid, app_gid, points)
+    report["writable"] = {
+        path: allowed_as(host, int(uid), path, "-w")
+        for uid, path in (entry.split(":", 1) for entry in writable_as)
+    }
+    report["readable"] = [
+        file_access(host, path, int(uid))
+        for uid, path in (entry.split(":", 1) for entry in readable_as)
+    ]
+    report["globs"] = {pattern: matching(host, pattern) for pattern in globs}
+    report["users"] = users(host)
+    # In order: a later fetch may depend on an earlier one (a second delivery of a code).
+    report["fetched"] = [fetch(host, url) for url in fetch_urls]
+    report["connections"] = {address: connects(host, address) for address in connect}
+    if postgres_user:
+        report["postgres"] = {
+            "without_password": postgres_login(host, postgres_user, None),
+            "wrong_password": postgres_login(host, postgres_user, secrets.token_urlsafe(12)),
+        }
+    if redis:
+        report["redis"] = {"unauthenticated_ping": redis_unauthenticated(host)}
+    return report
