@@ -22,11 +22,11 @@ from bench.parsers import first_healthy_probe, parse_docker_time
 from bench.record import BASELINE, PROJECT, BenchRun, Variant
 from pipeline import engine, images, reports
 from pipeline import stack as stacks
-from pipeline.docker_client import docker, translated
+from pipeline.docker_client import best_effort, docker
 from pipeline.environments import ENVIRONMENTS, ROOT, SERVICE_PORTS, image_name
 from pipeline.errors import PipelineError
 from pipeline.process import run, say
-from pipeline.running import inspected, project_containers
+from pipeline.running import project_containers
 from pipeline.verification import infra_pytest_arguments, suite_variables
 
 # The service whose endpoint the boot probe polls.
@@ -117,7 +117,7 @@ class HealthObserver(threading.Thread):
         """`docker inspect` of the project's running containers (none while it starts, or
         while one is replaced between the listing and the inspect)."""
         try:
-            return list(inspected(project_containers(self.project)).values())
+            return list(project_containers(self.project).values())
         except PipelineError:
             return []
 
@@ -213,7 +213,7 @@ def stack_tag(bench_run: BenchRun, variant: Variant, stages: Sequence[str]) -> s
 
 def remove_temporary_tags(bench_run: BenchRun) -> None:
     for tag in bench_run.temporary_tags:
-        with contextlib.suppress(PipelineError), translated(f"removing {tag}"):
+        with best_effort():
             docker().image.remove(tag)
     bench_run.temporary_tags.clear()
 

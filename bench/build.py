@@ -9,7 +9,6 @@ builds them; image questions through pipeline.engine.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import tempfile
@@ -21,7 +20,7 @@ from bench.figures import SCENARIO_LABELS
 from bench.parsers import BuildStep, parse_build_steps, split_cached
 from bench.record import PROJECT, VARIANTS, BenchRun, Variant
 from pipeline import engine, images, pushing, registry
-from pipeline.docker_client import docker, translated
+from pipeline.docker_client import best_effort, docker, translated
 from pipeline.environments import ROOT, STAGES
 from pipeline.errors import PipelineError
 from pipeline.image_sources import image_references
@@ -160,7 +159,7 @@ def remove_superseded_images() -> None:
                 reference = f"{variant.namespace}/{stage}:{scenario}"
                 superseded = engine.image_id(reference)
                 if superseded:
-                    with contextlib.suppress(PipelineError), translated(f"removing {reference}"):
+                    with best_effort():
                         docker().image.remove(reference)
                     engine.remove_if_untagged(superseded)
 

@@ -40,11 +40,10 @@ GOSS_SERVICES = ("app", "callback", "postgres", "redis")
 # so a policy control's id selects its case for every service), and how bench/goss/*.yaml
 # expresses each.
 GOSS_EQUIVALENTS = {
-    "test_pid1_runs_as_appuser": "user appuser exists with uid/gid 1000 (app, callback)",
-    "test_data_store_runs_as_its_own_user": "user postgres / redis exists",
-    "app-files-owned-by-appuser": "file /app owned by appuser (app, callback; the policy "
-    "control, not applicable to postgres and redis)",
-    "listening-sockets": "port tcp:<port> listening (all four; the policy control)",
+    "test_appuser_is_uid_and_gid_1000": "user appuser exists with uid/gid 1000 (app, callback)",
+    "test_pid1_runs_as_the_service_user": "user postgres / redis exists",
+    "test_app_folder_belongs_to_appuser": "file /app owned by appuser (app, callback)",
+    "test_listening_sockets_are_exactly_the_service_port": "port tcp:<port> listening (all four)",
     "test_health_endpoint_answers_200": "http <service>/health[/ready] status 200",
 }
 GOSS_CANNOT_EXPRESS = (

@@ -30,13 +30,12 @@ from bench.parsers import dpkg_owners, first_healthy_probe
 from bench.record import BASELINE, PROJECT, BenchRun
 from pipeline import engine
 from pipeline import stack as stacks
-from pipeline.docker_client import container_output, docker, translated
+from pipeline.docker_client import container_output, docker, engine_json, translated
 from pipeline.environments import ENVIRONMENTS, image_name
 from pipeline.errors import PipelineError
 from pipeline.image_sources import image_references
 from pipeline.policy import load_policy
 from pipeline.process import last_line, run, say
-from pipeline.running import engine_json
 
 IMPORT_STATEMENT = "import src.main, src.entrypoint, alembic.command"
 COLD_IMPORT_VARIANTS = ("project", "precompiled", "baseline")

@@ -31,7 +31,7 @@ from pipeline import preflight
 from pipeline.ca_bundle import ca_bundle_secrets
 from pipeline.docker_client import container_output, docker, translated
 from pipeline.engine import found_images, image_id, remove_if_untagged
-from pipeline.environments import ROOT
+from pipeline.environments import DOCKERFILE
 from pipeline.errors import PipelineError
 from pipeline.image_sources import AIRGAP_ROOTFS, BASE_IMAGES, UV_VERSION, BaseImage
 from pipeline.process import last_line, run
@@ -39,7 +39,7 @@ from pipeline.process import last_line, run
 # Debian 13, the release the stable references name; the version tags end the same way.
 DEBIAN_SUITE = "trixie"
 DEBIAN_TAG_SUFFIX = "debian13"
-BASE_IMAGES_DIRECTORY = ROOT / "docker" / "base-images"
+BASE_IMAGES_DIRECTORY = DOCKERFILE.parent / "base-images"
 # Overrides the mirror read from the host's apt sources (e.g. on a non-Debian host).
 MIRROR_VARIABLE = "DASHTAM_DEBIAN_MIRROR"
 REBUILD_HINT = "then rerun `nox -s base-images`"

@@ -5,31 +5,42 @@ networks, compose, buildx, login); a failure reaches people through `translated`
 turns python-on-whales' `DockerException` (with the CLI's own words) into one PipelineError
 line that says what was being done and how to fix it. python-on-whales (and pydantic under
 it) costs about half a second to import, so it is imported on first use, not with the
-package: sessions that never ask Docker anything do not pay for it.
+package: sessions that never ask Docker anything do not pay for it. The few calls that stay
+plain `docker` argument lists each say why, where they are.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import json
+import logging
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.errors import PipelineError
-from pipeline.process import last_line
+from pipeline.process import last_line, run
 
 if TYPE_CHECKING:
     from python_on_whales import DockerClient
 
 
 @functools.cache
-def docker() -> DockerClient:
-    """The engine's client (the `docker` CLI on PATH, as the user configured it)."""
+def client_class() -> type[DockerClient]:
+    """python-on-whales' client, imported on first use. Its debug line per command ("Running
+    command: …") is kept out of nox's output, which shows every logger's debug lines."""
     from python_on_whales import DockerClient
 
-    return DockerClient()
+    logging.getLogger("python_on_whales").setLevel(logging.INFO)
+    return DockerClient
+
+
+@functools.cache
+def docker() -> DockerClient:
+    """The engine's client (the `docker` CLI on PATH, as the user configured it)."""
+    return client_class()()
 
 
 def compose(
@@ -40,9 +51,7 @@ def compose(
 ) -> DockerClient:
     """A client for one compose project: its files, env file (or files, later ones winning)
     and name."""
-    from python_on_whales import DockerClient
-
-    return DockerClient(
+    return client_class()(
         compose_files=list(files),
         compose_env_files=[env_file] if isinstance(env_file, Path) else list(env_file or []),
         compose_project_name=project,
@@ -66,7 +75,7 @@ def reason(error: Exception | subprocess.CompletedProcess[str]) -> str:
     ]
     if not said:
         return f"exit code {getattr(error, 'return_code', getattr(error, 'returncode', '?'))}"
-    return last_line(said[-1]).removeprefix("docker: ")
+    return said[-1].strip().removeprefix("docker: ")
 
 
 @contextlib.contextmanager
@@ -98,3 +107,27 @@ def container_output(image: str, command: list[str], **options: object) -> str:
     to the terminal instead, and the line would not say why."""
     lines = docker().container.run(image, command, remove=True, stream=True, **options)
     return b"".join(line for source, line in lines if source == "stdout").decode()
+
+
+@contextlib.contextmanager
+def best_effort() -> Iterator[None]:
+    """Docker calls whose failure changes nothing for anyone (removing what may be gone
+    already, what a container still uses): a failure is let go."""
+    from python_on_whales.exceptions import DockerException
+
+    with contextlib.suppress(DockerException):
+        yield
+
+
+def engine_json(kind: str, references: list[str]) -> list[dict]:
+    """The engine's own `docker <container|image> inspect` JSON of `references`, in one call.
+
+    A literal argument list, on purpose: the policy's views, the reports and the checks read
+    the engine's JSON field for field, and python-on-whales' models re-serialise it (times in
+    another form, absent fields as null); and the no-op build asks it without paying for
+    python-on-whales' import.
+    """
+    result = run(["docker", kind, "inspect", *references])
+    if result.returncode != 0:
+        raise PipelineError(f"`docker {kind} inspect` failed ({last_line(result.stderr)}).")
+    return json.loads(result.stdout)

@@ -1,7 +1,7 @@
 """Small questions to the Docker engine about images: is it there, its ID, size, layers.
 
 Through python-on-whales (pipeline.docker_client), except what is read from the engine's own
-inspect JSON (pipeline.running.engine_json): the no-op build and the base images' currency
+inspect JSON (pipeline.docker_client.engine_json): the no-op build and the base images' currency
 check ask it on every run, where python-on-whales' half-second import would be a third of
 the time, and it inspects one object per process where `docker inspect` takes them all.
 """
@@ -14,10 +14,9 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline.docker_client import docker, translated
+from pipeline.docker_client import best_effort, docker, engine_json, translated
 from pipeline.errors import PipelineError
 from pipeline.process import run
-from pipeline.running import engine_json
 
 # `docker create` needs a command when an image has none; the container is never started.
 NEVER_STARTED = "/never-started"
@@ -25,13 +24,16 @@ NEVER_STARTED = "/never-started"
 
 def found_images(references: list[str]) -> list[dict]:
     """`docker image inspect` of those references the engine has: all of them in one call,
-    or (when one is missing, and something is about to be built anyway) one at a time."""
+    or, when one is missing (something is about to be built then), one at a time."""
     try:
         return engine_json("image", references)
     except PipelineError:
-        if len(references) == 1:
-            return []
-    return [image for reference in references for image in found_images([reference])]
+        pass
+    found = []
+    for reference in references:
+        with contextlib.suppress(PipelineError):
+            found += engine_json("image", [reference])
+    return found
 
 
 def built_images(references: list[str]) -> list[dict]:
@@ -103,7 +105,7 @@ def remove_if_untagged(identifier: str | None) -> None:
         return
     found = found_images([identifier])
     if found and not found[0].get("RepoTags"):
-        with contextlib.suppress(PipelineError), translated(f"removing image {identifier}"):
+        with best_effort():
             docker().image.remove(identifier)
 
 
@@ -139,5 +141,5 @@ def exported_filesystem(image: str, *, name_prefix: str = "dashtam-export") -> I
                 docker().container.export(name, archive)
             yield archive
     finally:
-        with contextlib.suppress(PipelineError), translated(f"removing container {name}"):
+        with best_effort():
             docker().container.remove(name, force=True, volumes=True)

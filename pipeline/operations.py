@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 
 from pipeline import image_sources, images
 from pipeline import stack as stacks
@@ -64,11 +63,10 @@ def _print_status(stack: stacks.Stack) -> None:
 
 def logs(environment_name: str, services: list[str]) -> None:
     stack = stacks.operator_stack(environment_named(environment_name))
-    stack.write_variables()
-    # Streamed straight to the terminal until Ctrl-C.
+    # Streamed straight to the terminal (Compose's colours and all) until Ctrl-C.
     with contextlib.suppress(KeyboardInterrupt):
         run(
-            [*shlex.split(stack.compose_command()), "logs", "--follow", "--tail", "100", *services],
+            stack.compose_arguments("logs", "--follow", "--tail", "100", *services),
             cwd=ROOT,
             capture=False,
         )

@@ -31,9 +31,10 @@ def _docker(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]
     """Plain `docker`: these checks run before every build, a no-op one included, where
     python-on-whales' half-second import would be a third of the time; and they need a
     timeout, which python-on-whales does not take."""
-    if shutil.which("docker") is None:
-        raise PipelineError(f"the `docker` command is not installed; {INSTALL_HINT}.")
-    return run(["docker", *args], timeout=timeout)
+    try:
+        return run(["docker", *args], timeout=timeout)
+    except FileNotFoundError:
+        raise PipelineError(f"the `docker` command is not installed; {INSTALL_HINT}.") from None
 
 
 def engine_answers() -> bool:

@@ -13,13 +13,12 @@ another with an empty BuildKit cache (pipeline.images exports it, `push_cache` p
 
 from __future__ import annotations
 
-import contextlib
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from pipeline import registry_api
-from pipeline.docker_client import docker, translated
+from pipeline.docker_client import best_effort, docker, translated
 from pipeline.engine import built_images, tag_image
 from pipeline.environments import image_name
 from pipeline.errors import PipelineError
@@ -121,15 +120,13 @@ def remove_superseded(target: str, keep: str) -> None:
     image a container still uses stays (Docker refuses, and that is fine); the registry keeps
     every build.
     """
-    try:
-        with translated(f"listing the images of {target}"):
-            earlier = [image for image in docker().image.list(target) if image.id != keep]
-    except PipelineError:
-        return  # the engine cannot say: nothing is removed
+    earlier = []
+    with best_effort():  # the engine cannot say: nothing is removed
+        earlier = [image for image in docker().image.list(target) if image.id != keep]
     for image in earlier:
-        tags = image.repo_tags
-        if tags and all(tag.startswith(f"{target}:build-") for tag in tags):
-            with contextlib.suppress(PipelineError), translated(f"removing {', '.join(tags)}"):
+        with best_effort():  # gone already, or still used by a container: it stays
+            tags = image.repo_tags
+            if tags and all(tag.startswith(f"{target}:build-") for tag in tags):
                 docker().image.remove(tags)
 
 

@@ -22,10 +22,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pipeline import engine, image_sources, preflight
-from pipeline.docker_client import container_output, docker, reason, translated
+from pipeline.docker_client import (
+    best_effort,
+    container_output,
+    docker,
+    engine_json,
+    reason,
+    translated,
+)
 from pipeline.errors import PipelineError
 from pipeline.process import last_line, run
-from pipeline.running import engine_json
 from pipeline.stack import port_is_free
 
 CONTAINER_NAME = "dashtam-registry"
@@ -145,7 +151,7 @@ def stop_registry(name: str = CONTAINER_NAME) -> bool:
     if existing is None:
         return False
     require_made_here(existing, name)
-    with contextlib.suppress(PipelineError), translated(f"stopping {name}"):
+    with best_effort():
         docker().container.stop(name, time=STOP_TIMEOUT_SECONDS)
     remove_container(name)
     return True
@@ -154,7 +160,7 @@ def stop_registry(name: str = CONTAINER_NAME) -> bool:
 def inspect_container(name: str) -> dict | None:
     """`docker container inspect` of the container with this name, or None.
 
-    The engine's JSON (pipeline.running.engine_json), not python-on-whales: every build asks
+    The engine's JSON (pipeline.docker_client.engine_json), not python-on-whales: every build asks
     this, and python-on-whales' import would be a third of a no-op build's time."""
     try:
         return engine_json("container", [name])[0]

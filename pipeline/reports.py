@@ -19,7 +19,7 @@ from pathlib import Path
 from pipeline.environments import REPORTS
 from pipeline.inspection import read_facts
 from pipeline.policy import load_policy
-from pipeline.running import inspected, project_containers
+from pipeline.running import project_containers
 from pipeline.stack import Stack
 
 POLICY_CASE = "test_policy["
@@ -65,7 +65,7 @@ def record_path(environment_name: str, reports: Path | None = None) -> Path:
 def container_facts(stack: Stack, facts: dict[str, dict]) -> list[ContainerFacts]:
     """One row per container, from `docker inspect` and what the suite's inspector read
     (memory: the resident memory of its processes, against the container's limit)."""
-    entries = inspected(project_containers(stack.project, stopped=True))
+    entries = project_containers(stack.project, stopped=True)
     rows = []
     for service, entry in sorted(entries.items()):
         read = facts.get(service, {})

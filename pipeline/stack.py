@@ -20,7 +20,7 @@ from pipeline.docker_client import compose, docker, failing_as, translated
 from pipeline.environments import DEV_CERTS, ROOT, Environment, image_name
 from pipeline.errors import PipelineError
 from pipeline.process import run, say
-from pipeline.running import PROJECT_LABEL, inspected, project_containers
+from pipeline.running import PROJECT_LABEL, project_containers
 from pipeline.secret_files import SECRETS_DIR_VARIABLE, write_secret_files
 
 if TYPE_CHECKING:
@@ -146,8 +146,9 @@ class Stack:
     def compose_arguments(self, *arguments: str) -> list[str]:
         """`docker compose` for this stack with `arguments` (its variables file written).
 
-        A literal argument list for the one command that must outlive this process (`down`,
-        see there); everything else reaches Compose through `compose_client`."""
+        A literal argument list for the commands python-on-whales cannot run as they must be:
+        `down`, which must outlive this process (see there), and `logs --follow`, which owns
+        the terminal. Everything else reaches Compose through `compose_client`."""
         self.write_variables()
         command = ["docker", "compose", "-p", self.project]
         for path in self.compose_files:
@@ -174,7 +175,7 @@ class Stack:
     def container_ids(self) -> dict[str, str]:
         """Service -> container ID, for every container of this project (running or not)."""
         containers = project_containers(self.project, stopped=True)
-        return {service: container.id for service, container in containers.items()}
+        return {service: entry["Id"] for service, entry in containers.items()}
 
     def check_host_ports_free(self) -> None:
         """Fail before Compose does, naming the variable to change, when a host port is taken."""
@@ -242,7 +243,7 @@ class Stack:
 
     def inspect_containers(self) -> dict[str, dict]:
         """Service -> `docker container inspect` of its container (running or not)."""
-        return inspected(project_containers(self.project, stopped=True))
+        return project_containers(self.project, stopped=True)
 
     def container_id(self, service: str) -> str:
         container = self.container_ids().get(service)
@@ -278,12 +279,13 @@ def project_objects(project: str) -> dict[str, list[str]]:
     """Containers, networks and volumes carrying a compose project's label, by name."""
     labelled = [("label", f"{PROJECT_LABEL}={project}")]
     with translated(f"listing what compose project {project!r} left"):
+        containers = docker().container.list(all=True, filters=labelled)
+        networks = docker().network.list(filters=labelled)
+        volumes = docker().volume.list(filters=labelled)
         return {
-            "containers": sorted(
-                c.name for c in docker().container.list(all=True, filters=labelled)
-            ),
-            "networks": sorted(n.name for n in docker().network.list(filters=labelled)),
-            "volumes": sorted(v.name for v in docker().volume.list(filters=labelled)),
+            "containers": sorted(container.name for container in containers),
+            "networks": sorted(network.name for network in networks),
+            "volumes": sorted(volume.name for volume in volumes),
         }
 
 

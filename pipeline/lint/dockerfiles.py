@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.base_images import BASE_IMAGES_DIRECTORY
 from pipeline.environments import DOCKERFILE, ROOT
 from pipeline.lint.common import (
     TOOL_TIMEOUT_SECONDS,
@@ -33,7 +34,7 @@ def check_dockerfiles(root: Path = ROOT) -> list[Finding]:
         return [Finding(main, 1, "missing: the pipeline builds every image from this file")]
     dockerfiles = [main] + [
         path.relative_to(root).as_posix()
-        for path in sorted((root / "docker" / "base-images").glob("*/Dockerfile"))
+        for path in sorted((root / repo_relative(BASE_IMAGES_DIRECTORY)).glob("*/Dockerfile"))
     ]
     hadolint = find_tool("hadolint")
     if hadolint is None:

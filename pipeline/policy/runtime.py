@@ -60,14 +60,13 @@ def read_service(host: Host, service: str, environment: Environment | None, insp
 
 def evaluate_project(project: str, context_of: Callable[[str], Context]) -> list[Evaluation]:
     """Every control on every running container of a compose project."""
-    containers = running.running_project(project)
-    inspected = running.inspected(containers)
-    environment = context_of(next(iter(containers))).environment
+    inspected = running.running_project(project)
+    environment = context_of(next(iter(inspected))).environment
     hosts = {
-        service: testinfra.get_host(host_spec(container.id, f"{project}-{service}"))
-        for service, container in containers.items()
+        service: testinfra.get_host(host_spec(entry["Id"], f"{project}-{service}"))
+        for service, entry in inspected.items()
     }
-    with ThreadPoolExecutor(max_workers=max(len(containers), 1)) as pool:
+    with ThreadPoolExecutor(max_workers=max(len(inspected), 1)) as pool:
         readings_by_service = {
             service: pool.submit(read_service, hosts[service], service, environment, entry)
             for service, entry in inspected.items()

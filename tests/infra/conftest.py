@@ -90,8 +90,7 @@ class Target:
         self._background = ThreadPoolExecutor(max_workers=4)
         self._config = self._background.submit(self.stack.config)
         self.containers = running.project_containers(self.stack.project, stopped=True)
-        self._inspect = self._background.submit(running.inspected, self.containers)
-        self._facts: Future = self._background.submit(self._gather_facts)
+        self._facts: Future | None = None
 
     @functools.cached_property
     def config(self) -> dict:
@@ -104,21 +103,27 @@ class Target:
     def host_specs(self) -> list[str]:
         """testinfra's --hosts: one inspector host per container, named <env>-<service>."""
         return [
-            host_spec(container.id, f"{self.environment.name}-{service}")
-            for service, container in self.containers.items()
+            host_spec(entry["Id"], f"{self.environment.name}-{service}")
+            for service, entry in self.containers.items()
             if service in SERVICES
         ]
 
     def host(self, service: str) -> Host:
         label = f"{self.environment.name}-{service}"
-        return testinfra.get_host(host_spec(self.containers[service].id, label))
+        return testinfra.get_host(host_spec(self.containers[service]["Id"], label))
 
     def inspect(self, service: str) -> dict:
         """`docker container inspect` of a service's container."""
-        return self._inspect.result()[service]
+        return self.containers[service]
+
+    def read_facts_in_background(self) -> None:
+        """Start reading what the policy judges, through every host, once."""
+        if self._facts is None:
+            self._facts = self._background.submit(self._gather_facts)
 
     def facts(self) -> dict[str, dict]:
         """Service -> what the policy reads through its host."""
+        self.read_facts_in_background()
         return self._facts.result()
 
     @functools.cache  # noqa: B019 - one Target per run
@@ -186,6 +191,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     skip = pytest.mark.skip(reason=NO_ENGINE)
     for item in items:
         item.add_marker(skip)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Read what the policy judges while the first checks run, when any selected check
+    needs it (a run narrowed to others, `-k health`, does not pay for it)."""
+    target = session.config._dashtam_target
+    if target is not None and any(
+        {"facts", "policy_case"} & set(getattr(item, "fixturenames", ())) for item in session.items
+    ):
+        target.read_facts_in_background()
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
