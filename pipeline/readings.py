@@ -237,7 +237,7 @@ def postgres_login(host: Host, user: str, password: str | None) -> str:
 
 def redis_unauthenticated(host: Host) -> str:
     """Redis' first reply line to a PING sent without authenticating."""
-    reply = host.run(f"printf 'PING\\r\\n' | nc -w {CONNECT_SECONDS} -q 1 127.0.0.1 6379")
+    reply = host.run(f"printf 'PING\\r\\n' | nc -N -w {CONNECT_SECONDS} 127.0.0.1 6379")
     lines = reply.stdout.replace("\r", "").splitlines()
     return lines[0] if lines else f"no answer: {reply.stderr.strip() or reply.rc}"
 

@@ -109,8 +109,27 @@ class Target:
         ]
 
     def host(self, service: str) -> Host:
-        label = f"{self.environment.name}-{service}"
-        return testinfra.get_host(host_spec(self.containers[service]["Id"], label))
+        """The host of `service`: the very object testinfra's `host` fixture gives."""
+        return self.hosts[f"{self.environment.name}-{service}"]
+
+    def use_testinfra_hosts(self, config: pytest.Config) -> None:
+        """The Host objects testinfra's plugin parametrizes `host` with (asked the way it
+        asks, so its cache returns the same objects), each helper started in the background
+        while pytest collects."""
+        option = config.option
+        hosts = testinfra.get_hosts(
+            option.hosts.split(","),
+            connection=option.connection,
+            ssh_config=option.ssh_config,
+            ssh_identity_file=option.ssh_identity_file,
+            sudo=option.sudo,
+            sudo_user=option.sudo_user,
+            ansible_inventory=option.ansible_inventory,
+            force_ansible=option.force_ansible,
+        )
+        self.hosts = {host.backend.get_pytest_id(): host for host in hosts}
+        for host in hosts:
+            self._background.submit(host.run, "true")
 
     def inspect(self, service: str) -> dict:
         """`docker container inspect` of a service's container."""
@@ -181,6 +200,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config._dashtam_target = target
     if config.option.hosts is None:
         config.option.hosts = ",".join(target.host_specs())
+    target.use_testinfra_hosts(config)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
