@@ -511,10 +511,12 @@ def test_goss_override_mounts_goss_and_each_services_file_read_only():
 
 # tests/infra's ids on ci, as `pytest --collect-only -q` lists them (a sample).
 INFRA_IDS = [
-    "test_identity.py::test_pid1_runs_as_appuser[ci-app]",
-    "test_identity.py::test_pid1_runs_as_appuser[ci-callback]",
-    "test_identity.py::test_every_process_runs_as_appuser[ci-app]",
-    "test_identity.py::test_data_store_runs_as_its_own_user[ci-postgres]",
+    "test_identity.py::test_appuser_is_uid_and_gid_1000[ci-app]",
+    "test_identity.py::test_appuser_is_uid_and_gid_1000[ci-callback]",
+    "test_identity.py::test_every_process_runs_as_the_service_user[ci-app]",
+    "test_identity.py::test_pid1_runs_as_the_service_user[ci-postgres]",
+    "test_identity.py::test_app_folder_belongs_to_appuser[ci-app]",
+    "test_identity.py::test_listening_sockets_are_exactly_the_service_port[ci-redis]",
     "test_health.py::test_health_endpoint_answers_200[ci-app-health-ready]",
     "test_health.py::test_readiness_reports_postgres_and_redis_up",
     "test_policy.py::test_policy[ci-app-app-files-owned-by-appuser]",
@@ -532,12 +534,12 @@ def test_goss_selection_picks_exactly_the_equivalent_checks():
         item for item in INFRA_IDS if expression.evaluate(lambda term, item=item: term in item)
     ]
     assert selected == [
-        "test_identity.py::test_pid1_runs_as_appuser[ci-app]",
-        "test_identity.py::test_pid1_runs_as_appuser[ci-callback]",
-        "test_identity.py::test_data_store_runs_as_its_own_user[ci-postgres]",
+        "test_identity.py::test_appuser_is_uid_and_gid_1000[ci-app]",
+        "test_identity.py::test_appuser_is_uid_and_gid_1000[ci-callback]",
+        "test_identity.py::test_pid1_runs_as_the_service_user[ci-postgres]",
+        "test_identity.py::test_app_folder_belongs_to_appuser[ci-app]",
+        "test_identity.py::test_listening_sockets_are_exactly_the_service_port[ci-redis]",
         "test_health.py::test_health_endpoint_answers_200[ci-app-health-ready]",
-        "test_policy.py::test_policy[ci-app-app-files-owned-by-appuser]",
-        "test_policy.py::test_policy[ci-redis-listening-sockets]",
     ]
 
 
