@@ -105,17 +105,22 @@ def verify(session: nox.Session, environment_name: str) -> None:
     keep = "--keep" in session.posargs
     pytest_args = [arg for arg in session.posargs if arg != "--keep"]
 
-    def run_checks(suite_variables: dict[str, str], junit) -> bool:
+    def run_checks(suite_variables: dict[str, str], junit) -> int:
+        """pytest's exit status: the verdict needs it, not only whether it passed."""
         try:
             session.run("pytest", *infra_pytest_arguments(junit), *pytest_args, env=suite_variables)
-        except CommandFailed:
-            return False
-        return True
+        except CommandFailed as failed:
+            return failed.return_code if failed.return_code is not None else 1
+        return 0
 
     with pipeline_errors(session):
-        outcome = verify_environment(environment_name, run_checks, keep=keep)
+        outcome = verify_environment(
+            environment_name, run_checks, keep=keep, arguments=tuple(pytest_args)
+        )
     if not outcome.passed:
-        session.error(f"verify({environment_name}) failed; see {outcome.summary}")
+        session.error(
+            f"verify({environment_name}) failed ({outcome.verdict}); see {outcome.summary}"
+        )
 
 
 @nox.session(python=False, default=False)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from pipeline import engine, image_sources, preflight, pushing, registry
+from pipeline import engine, image_sources, preflight, provenance, pushing, registry
 from pipeline.ca_bundle import ca_bundle_secrets
 from pipeline.environments import DOCKERFILE, REPORTS, ROOT, STAGES, image_name, stage
 from pipeline.errors import PipelineError
@@ -45,19 +45,17 @@ class BuildResult:
     reference: str = ""  # <registry>/dashtam/<stage>@sha256:…, what runs
 
 
+# The commit tag of an image: git's own short form.
+SHORT_SHA = 7
+
+
 def clean_commit_sha() -> str | None:
     """The short SHA of HEAD when the work tree is exactly that commit, else None.
 
     An image built from uncommitted changes is not that commit's: it gets no SHA tag.
     """
-    try:
-        head = run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT)
-        changes = run(["git", "status", "--porcelain"], cwd=ROOT)
-    except FileNotFoundError:
-        return None
-    if head.returncode != 0 or changes.returncode != 0 or changes.stdout.strip():
-        return None
-    return head.stdout.strip() or None
+    state = provenance.commit_state()
+    return state.sha[:SHORT_SHA] if state.sha and state.clean else None
 
 
 def stage_tags(stage_name: str, commit: str | None) -> list[str]:

@@ -22,7 +22,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pipeline import images, pushing, registry, registry_api
+from pipeline import images, provenance, pushing, registry, registry_api
 from pipeline.engine import image_exists
 from pipeline.environments import ENVIRONMENTS, REPORTS, image_name
 from pipeline.errors import PipelineError
@@ -93,7 +93,16 @@ def verified_image(stage: str, reports: Path = REPORTS) -> Verified:
             raise PipelineError(f"{path} cannot be read ({error}); {fix}") from None
         if record.get("verdict") != "PASS":
             raise PipelineError(
-                f"the last verify({environment_name}) failed ({path.name}); fix it, {fix}"
+                f"the last verify({environment_name}) is {record.get('verdict') or 'no verdict'}, "
+                f"not PASS ({path.name}); fix it, {fix}"
+            )
+        changed = provenance.differences(
+            record.get("bound") or {}, provenance.binding_of(ENVIRONMENTS[environment_name])
+        )
+        if changed:
+            raise PipelineError(
+                f"verify({environment_name}) was reached on other code: {', '.join(changed)} "
+                f"changed since ({path.name}); {fix}"
             )
         ran = booted(record, stage)
         if not ran:
@@ -119,7 +128,7 @@ def verified_image(stage: str, reports: Path = REPORTS) -> Verified:
 
 
 def release_tag(requested: str | None) -> str:
-    """--tag when given, else the commit's short SHA, which a dirty tree does not get."""
+    """--tag when given, else the commit's full SHA, which a dirty tree does not get."""
     if requested is not None:
         if not _TAG.fullmatch(requested):
             raise PipelineError(
@@ -127,7 +136,8 @@ def release_tag(requested: str | None) -> str:
                 "128, not starting with . or -); pick another."
             )
         return requested
-    commit = images.clean_commit_sha()
+    state = provenance.commit_state()
+    commit = state.sha if state.clean else None
     if commit is None:
         raise PipelineError(
             "the work tree has uncommitted changes, so the images are not a commit's; commit "

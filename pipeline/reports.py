@@ -155,17 +155,20 @@ def render_policy(
 
 
 def render_summary(
-    environment_name: str, facts: list[ContainerFacts], checks: list[CheckResult]
+    environment_name: str,
+    facts: list[ContainerFacts],
+    checks: list[CheckResult],
+    judgement: Judgement,
 ) -> str:
     passed = sum(check.outcome == "passed" for check in checks)
     failed = [check for check in checks if check.outcome == "failed"]
     not_applicable = sum(check.outcome == "skipped" for check in checks)
-    verdict = verdict_of(checks)
     services = [row.service for row in facts]
     lines = [
-        f"## verify({environment_name}): {verdict}",
+        f"## verify({environment_name}): {judgement.verdict}",
         "",
         f"{passed} passed, {len(failed)} failed, {not_applicable} not applicable.",
+        *(f"{judgement.verdict}: {reason}." for reason in judgement.reasons),
         "",
         "| service | image | user (PID 1) | health | listening | resident memory / limit |",
         "|---|---|---|---|---|---|",
@@ -193,17 +196,74 @@ def short_id(image_id: str) -> str:
     return image_id.removeprefix("sha256:")[:12]
 
 
-def verdict_of(checks: list[CheckResult]) -> str:
-    return "PASS" if checks and not any(check.outcome == "failed" for check in checks) else "FAIL"
+# pytest's exit status when it was interrupted (Ctrl-C): what ran says nothing of the rest.
+PYTEST_INTERRUPTED = 2
+
+
+@dataclass(frozen=True)
+class ChecksRun:
+    """How the suite ran, beside what its JUnit file says."""
+
+    exit_code: int | None  # pytest's exit status; None: stopped before it gave one
+    arguments: tuple[str, ...] = ()  # what narrowed it (-k, paths, …), recorded as given
+    collected: tuple[str, ...] | None = None  # every case before narrowing; None: never said
+    policy_cases: frozenset[str] = frozenset()  # test_policy[<env>-<service>-<control>] due
+
+
+@dataclass(frozen=True)
+class Judgement:
+    verdict: str  # PASS, PARTIAL, INTERRUPTED or FAIL
+    reasons: tuple[str, ...] = ()
+
+
+def judge(checks: list[CheckResult], run: ChecksRun) -> Judgement:
+    """PASS only when pytest exited 0 and every case the environment owes ran, unnarrowed;
+    INTERRUPTED, FAIL or PARTIAL (with why) otherwise."""
+    if run.exit_code is None or run.exit_code == PYTEST_INTERRUPTED:
+        return Judgement("INTERRUPTED", ("stopped before every check ran",))
+    failed = [check.name for check in checks if check.outcome == "failed"]
+    if failed or run.exit_code != 0:
+        said = f"{len(failed)} check(s) failed" if failed else "no check failed"
+        return Judgement("FAIL", (f"pytest exited {run.exit_code}; {said}",))
+    if run.arguments:
+        return Judgement("PARTIAL", (f"narrowed by `{' '.join(run.arguments)}`",))
+    executed = [check.name for check in checks]
+    if run.collected is None:
+        return Judgement("FAIL", ("the suite never said what it collected",))
+    missing = sorted((set(run.collected) | run.policy_cases) - set(executed))
+    if missing or len(executed) != len(run.collected):
+        shown = ", ".join(missing[:5]) + (f" … {len(missing) - 5} more" if len(missing) > 5 else "")
+        return Judgement(
+            "PARTIAL",
+            (f"{len(executed)} of {len(run.collected)} collected checks ran; missing: {shown}",),
+        )
+    if not any(check.outcome == "passed" for check in checks):
+        return Judgement("FAIL", ("no check passed",))
+    return Judgement("PASS")
 
 
 def render_record(
-    environment_name: str, facts: list[ContainerFacts], checks: list[CheckResult], finished: str
+    environment_name: str,
+    facts: list[ContainerFacts],
+    judgement: Judgement,
+    run: ChecksRun,
+    bound: dict,
+    finished: str,
 ) -> str:
+    """reports/verify-<env>.json: the verdict, why, how the suite ran, what the run is bound
+    to (commit, clean tree, digests of policy, suite and inputs) and every container's image
+    by ID and reference, data stores included."""
     record = {
         "environment": environment_name,
-        "verdict": verdict_of(checks),
+        "verdict": judgement.verdict,
+        "reasons": list(judgement.reasons),
         "finished": finished,
+        "pytest": {
+            "exit_code": run.exit_code,
+            "arguments": list(run.arguments),
+            "collected": len(run.collected) if run.collected is not None else None,
+        },
+        "bound": bound,
         "images": {row.service: row.image for row in facts},
         "references": {row.service: row.reference for row in facts},
     }
@@ -223,22 +283,32 @@ def _publish(content_from: Path | str, destination: Path) -> None:
     os.replace(temporary, destination)
 
 
-def publish(environment_name: str, stack: Stack, run_junit: Path, run_facts: Path) -> Path:
-    """reports/verify-<env>.{xml,md} from this run's own files; the Markdown is also appended
-    to $GITHUB_STEP_SUMMARY when it is set. Returns the Markdown's path."""
+def publish(
+    environment_name: str,
+    stack: Stack,
+    run_junit: Path,
+    run_facts: Path,
+    run: ChecksRun,
+    bound: dict,
+) -> tuple[Path, Judgement]:
+    """reports/verify-<env>.{xml,md,json} from this run's own files; the Markdown is also
+    appended to $GITHUB_STEP_SUMMARY when it is set. Returns the Markdown's path and the
+    verdict."""
     checks = read_junit(run_junit)
+    judgement = judge(checks, run)
     facts = container_facts(stack, read_facts(run_facts))
-    text = render_summary(environment_name, facts, checks)
+    text = render_summary(environment_name, facts, checks, judgement)
     if run_junit.is_file():
         _publish(run_junit, junit_path(environment_name))
     path = markdown_path(environment_name)
     _publish(text, path)
     finished = datetime.now(UTC).isoformat(timespec="seconds")
     _publish(
-        render_record(environment_name, facts, checks, finished), record_path(environment_name)
+        render_record(environment_name, facts, judgement, run, bound, finished),
+        record_path(environment_name),
     )
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:
         with open(step_summary, "a") as handle:
             handle.write(text)
-    return path
+    return path, judgement

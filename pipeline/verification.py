@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import time
@@ -11,8 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline import provenance
 from pipeline import stack as stacks
-from pipeline.environments import ENVIRONMENTS, REPORTS, ROOT
+from pipeline.environments import ENVIRONMENTS, REPORTS, ROOT, SERVICES
 from pipeline.environments import environment as environment_named
 from pipeline.errors import PipelineError
 from pipeline.process import say
@@ -24,6 +26,8 @@ ENV_FILE_VARIABLE = "DASHTAM_VERIFY_ENV_FILE"
 COMPOSE_FILE_VARIABLE = "DASHTAM_VERIFY_COMPOSE_FILE"
 # Where the suite leaves what the inspector read, for the report.
 FACTS_FILE_VARIABLE = "DASHTAM_VERIFY_FACTS_FILE"
+# Where the suite lists every case it collected before any narrowing, for the verdict.
+COLLECTED_FILE_VARIABLE = "DASHTAM_VERIFY_COLLECTED_FILE"
 
 
 # What one environment's stack and checks take at most, to size the default job count.
@@ -73,7 +77,9 @@ def verifies_every_environment(arguments: list[str]) -> bool:
 BYTECODE_CACHE = ROOT / ".dashtam" / "pycache"
 
 
-def suite_variables(stack: stacks.Stack, facts_file: Path | None = None) -> dict[str, str]:
+def suite_variables(
+    stack: stacks.Stack, facts_file: Path | None = None, collected_file: Path | None = None
+) -> dict[str, str]:
     """The variables that point tests/infra at a booted stack, and keep the run quick."""
     return {
         ENVIRONMENT_NAME_VARIABLE: stack.environment.name,
@@ -81,6 +87,7 @@ def suite_variables(stack: stacks.Stack, facts_file: Path | None = None) -> dict
         ENV_FILE_VARIABLE: str(stack.env_file),
         COMPOSE_FILE_VARIABLE: str(stack.compose_file),
         FACTS_FILE_VARIABLE: str(facts_file or ""),
+        COLLECTED_FILE_VARIABLE: str(collected_file or ""),
         # An empty value is "unset" to Python: bytecode is written, under BYTECODE_CACHE.
         "PYTHONDONTWRITEBYTECODE": "",
         "PYTHONPYCACHEPREFIX": str(BYTECODE_CACHE),
@@ -108,10 +115,11 @@ def infra_pytest_arguments(junit: Path) -> list[str]:
 
 @dataclass
 class VerifyOutcome:
-    passed: bool
+    passed: bool  # every check that ran passed, and the run was whole or narrowed on purpose
     junit: Path
     summary: Path
     seconds: float  # the whole run: build, boot, checks, teardown
+    verdict: str = "FAIL"  # the record's: PASS, PARTIAL, INTERRUPTED or FAIL
 
 
 def _raise_interrupt(signum, frame):  # pragma: no cover - signal plumbing
@@ -120,13 +128,16 @@ def _raise_interrupt(signum, frame):  # pragma: no cover - signal plumbing
 
 def verify(
     environment_name: str,
-    run_checks: Callable[[dict[str, str], Path], bool],
+    run_checks: Callable[[dict[str, str], Path], int],
     *,
     keep: bool = False,
     build: bool = True,
     compose_file: Path | None = None,
+    arguments: tuple[str, ...] = (),
 ) -> VerifyOutcome:
-    """Run `run_checks(suite_variables, junit_path)` against a freshly booted, throwaway stack.
+    """Run `run_checks(suite_variables, junit_path)` (pytest's exit status) against a freshly
+    booted, throwaway stack; `arguments` are what the caller added to the suite's (recorded:
+    a narrowed run is never a PASS).
 
     The images it builds are pushed to the registry and the stack runs them by digest
     (<registry>/dashtam/<stage>@sha256:…), which the report names: another checkout building
@@ -145,7 +156,8 @@ def verify(
     if build:
         results = images.build_stages(environment.stages, show=False, extra_tags=(run_tag,))
         built = {result.stage: result.reference for result in results}
-    passed = False
+    exit_code: int | None = None
+    judgement = reports.Judgement("INTERRUPTED")
     summary = reports.markdown_path(environment.name)
     started = time.monotonic()
     # Made after the build and right before the try: its throwaway secrets never outlive it.
@@ -153,7 +165,8 @@ def verify(
         environment, run_id=run_id, compose_file=compose_file, image_tag=run_tag, images=built
     )
     run_junit, run_facts = stack.run_file("junit.xml"), stack.run_file("facts.json")
-    stack.owned_paths += (run_junit, run_facts)
+    run_collected = stack.run_file("collected.json")
+    stack.owned_paths += (run_junit, run_facts, run_collected)
     previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         stack.check_host_ports_free()
@@ -161,12 +174,19 @@ def verify(
         stack.up()
         say(f"{stack.project} healthy after {time.monotonic() - started:.1f} s; checking it")
         try:
-            passed = run_checks(suite_variables(stack, run_facts), run_junit)
+            exit_code = run_checks(suite_variables(stack, run_facts, run_collected), run_junit)
         finally:
-            if not passed:
+            if exit_code != 0:
                 stack.print_unhealthy()
-            summary = reports.publish(environment.name, stack, run_junit, run_facts)
-            say(f"report: {summary.relative_to(REPORTS.parent)}")
+            checks_run = reports.ChecksRun(
+                exit_code, arguments, read_collected(run_collected), policy_cases(stack)
+            )
+            bound = provenance.binding(environment, stack.env_file, stack.compose_file)
+            summary, judgement = reports.publish(
+                environment.name, stack, run_junit, run_facts, checks_run, bound
+            )
+            reasons = "".join(f"; {reason}" for reason in judgement.reasons)
+            say(f"report: {summary.relative_to(REPORTS.parent)} ({judgement.verdict}{reasons})")
     finally:
         # A second Ctrl-C must not leave half a stack behind.
         previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -176,7 +196,34 @@ def verify(
             signal.signal(signal.SIGINT, previous_int)
             signal.signal(signal.SIGTERM, previous_term)
     junit = reports.junit_path(environment.name)
-    return VerifyOutcome(passed, junit, summary, time.monotonic() - started)
+    passed = judgement.verdict == "PASS" or (judgement.verdict == "PARTIAL" and bool(arguments))
+    seconds = time.monotonic() - started
+    return VerifyOutcome(passed, junit, summary, seconds, judgement.verdict)
+
+
+def read_collected(path: Path) -> tuple[str, ...] | None:
+    """The cases the suite collected before narrowing (its conftest writes them), or None."""
+    try:
+        return tuple(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return None
+
+
+def policy_cases(stack: stacks.Stack) -> frozenset[str]:
+    """Every control on every service the stack runs: what a whole run must show, computed
+    from the policy and Compose's model, not from the suite that reports them."""
+    from pipeline.policy import load_policy
+
+    try:
+        services = [name for name in SERVICES if name in stack.config().get("services", {})]
+    except PipelineError:
+        return frozenset({"(compose config could not be read)"})
+    environment_name = stack.environment.name
+    return frozenset(
+        f"test_policy[{environment_name}-{service}-{control.id}]"
+        for control in load_policy().controls
+        for service in services
+    )
 
 
 def refuse_images_from_the_shell(stage_names: tuple[str, ...]) -> None:

@@ -41,6 +41,7 @@ from pipeline.policy.views import ServiceView, from_container
 from pipeline.preflight import NO_ENGINE, engine_answers
 from pipeline.secret_files import SECRETS_DIR_VARIABLE, secret_values
 from pipeline.verification import (
+    COLLECTED_FILE_VARIABLE,
     COMPOSE_FILE_VARIABLE,
     ENV_FILE_VARIABLE,
     ENVIRONMENT_NAME_VARIABLE,
@@ -203,7 +204,13 @@ def pytest_configure(config: pytest.Config) -> None:
     target.use_testinfra_hosts(config)
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Before any -k or -m narrows the run: list every case collected, for the verdict (a
+    run that did not run them all is never a PASS)."""
+    collected_file = os.environ.get(COLLECTED_FILE_VARIABLE)
+    if collected_file:
+        Path(collected_file).write_text(json.dumps([item.name for item in items]))
     if config._dashtam_target is not None:
         return
     if os.environ.get("CI"):

@@ -66,7 +66,7 @@ class SuiteRun:
 
     output: str = ""
 
-    def run(self, test_env: dict[str, str], junit: Path) -> bool:
+    def run(self, test_env: dict[str, str], junit: Path) -> int:
         result = subprocess.run(
             # The real suite, as the verify session runs it.
             [sys.executable, "-m", "pytest", *infra_pytest_arguments(junit), "-q"],
@@ -78,7 +78,7 @@ class SuiteRun:
             check=False,
         )
         self.output = result.stdout + result.stderr
-        return result.returncode == 0
+        return result.returncode
 
 
 @dataclass

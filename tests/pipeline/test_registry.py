@@ -442,11 +442,14 @@ def test_a_new_build_removes_the_superseded_one_nothing_else_names(
 
 def verified_records(reports: Path, local_id: str, reference: str) -> None:
     """Passing verify(ci) and verify(prod) records that booted the callback from `reference`."""
+    from pipeline.environments import ENVIRONMENTS
+    from pipeline.provenance import binding_of
     from pipeline.reports import record_path
 
     for environment in ("ci", "prod"):
         record = {
             "verdict": "PASS",
+            "bound": binding_of(ENVIRONMENTS[environment]),
             "images": {"callback": local_id},
             "references": {"callback": reference},
         }

@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from pipeline import images, publishing, registry_api
+from pipeline import provenance, publishing, registry_api
+from pipeline.environments import ENVIRONMENTS
 from pipeline.errors import PipelineError
 from pipeline.reports import record_path
 
@@ -40,6 +41,7 @@ def write_record(reports, environment, verdict="PASS", image=IMAGE, address=ADDR
             **{service: reference(stage, address) for service, stage in stages.items()},
             "postgres": "postgres:17",
         },
+        "bound": provenance.binding_of(ENVIRONMENTS[environment]),
         **extra,
     }
     record_path(environment, reports).write_text(json.dumps(record))
@@ -68,7 +70,15 @@ def test_the_environments_that_run_a_stage_are_the_ones_asked():
     ("breakage", "expected"),
     [
         ("missing", r"no verify\(prod\) report"),
-        ("failed", r"the last verify\(prod\) failed"),
+        ("failed", r"the last verify\(prod\) is FAIL, not PASS"),
+        ("partial", r"the last verify\(prod\) is PARTIAL, not PASS"),
+        ("interrupted", r"the last verify\(prod\) is INTERRUPTED, not PASS"),
+        ("other-commit", r"verify\(prod\) was reached on other code: the commit changed"),
+        (
+            "policy-changed",
+            r"reached on other code: the policy \(controls.toml, rules.py\) changed",
+        ),
+        ("unbound", r"reached on other code: the commit, whether the tree"),
         ("other-image", r"passed on different images \(ci: sha256:aaaa.*prod: sha256:bbbb"),
         ("unreadable", r"verify-prod.json cannot be read"),
         ("no-digest", r"verify\(prod\) names no digest of dashtam/production"),
@@ -78,8 +88,15 @@ def test_an_image_without_a_passing_record_of_its_own_is_refused(reports, breaka
     path = record_path("prod", reports)
     if breakage == "missing":
         path.unlink()
-    elif breakage == "failed":
-        write_record(reports, "prod", verdict="FAIL")
+    elif breakage in ("failed", "partial", "interrupted"):
+        write_record(reports, "prod", verdict=breakage.upper().replace("FAILED", "FAIL"))
+    elif breakage in ("other-commit", "policy-changed"):
+        bound = dict(provenance.binding_of(ENVIRONMENTS["prod"]))
+        field = "commit" if breakage == "other-commit" else "policy_sha256"
+        bound[field] = "0" * 40
+        write_record(reports, "prod", bound=bound)
+    elif breakage == "unbound":
+        write_record(reports, "prod", bound={})
     elif breakage == "other-image":
         write_record(reports, "prod", image=OTHER)
     elif breakage == "no-digest":
@@ -125,13 +142,16 @@ def test_the_local_registry_must_hold_the_digest_verified(reports, monkeypatch):
     assert publishing.verified_manifest(verified, ADDRESS).config_digest == IMAGE
 
 
-def test_a_clean_tree_publishes_under_its_commit(monkeypatch):
-    monkeypatch.setattr(images, "clean_commit_sha", lambda: "abc1234")
-    assert publishing.release_tag(None) == "abc1234"
+FULL_SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+def test_a_clean_tree_publishes_under_its_full_commit(monkeypatch):
+    monkeypatch.setattr(provenance, "commit_state", lambda: provenance.CommitState(FULL_SHA, True))
+    assert publishing.release_tag(None) == FULL_SHA
 
 
 def test_a_dirty_tree_needs_an_explicit_tag(monkeypatch):
-    monkeypatch.setattr(images, "clean_commit_sha", lambda: None)
+    monkeypatch.setattr(provenance, "commit_state", lambda: provenance.CommitState(FULL_SHA, False))
     with pytest.raises(PipelineError, match=r"uncommitted changes.*--tag NAME"):
         publishing.release_tag(None)
     assert publishing.release_tag("release-1") == "release-1"

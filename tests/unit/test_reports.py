@@ -13,8 +13,12 @@ import pytest
 
 from pipeline.policy import load_policy
 from pipeline.reports import (
+    PYTEST_INTERRUPTED,
     CheckResult,
+    ChecksRun,
     ContainerFacts,
+    Judgement,
+    judge,
     read_junit,
     render_policy,
     render_summary,
@@ -150,7 +154,7 @@ FACTS = [
 
 
 def test_the_summary_gives_the_verdict_line_and_one_row_per_container(checks):
-    text = render_summary("prod", FACTS, checks)
+    text = render_summary("prod", FACTS, checks, Judgement("FAIL"))
     lines = text.splitlines()
     assert lines[0] == "## verify(prod): FAIL", f"expected FAIL with failures, found {lines[0]!r}"
     assert lines[2] == "3 passed, 2 failed, 1 not applicable.", (
@@ -163,7 +167,7 @@ def test_the_summary_gives_the_verdict_line_and_one_row_per_container(checks):
 
 
 def test_other_checks_are_listed_once_and_policy_cases_only_in_their_table(checks):
-    lines = render_summary("prod", FACTS, checks).splitlines()
+    lines = render_summary("prod", FACTS, checks, Judgement("FAIL")).splitlines()
     other = lines[lines.index("### Other checks") :]
     expected = [
         "| `test_health[prod-app]` | pass | 1.23 |",
@@ -174,12 +178,81 @@ def test_other_checks_are_listed_once_and_policy_cases_only_in_their_table(check
     assert not policy_rows, f"expected no policy case among other checks, found {policy_rows}"
 
 
-@pytest.mark.parametrize(
-    ("outcomes", "verdict"),
-    [(["passed", "skipped"], "PASS"), ([], "FAIL")],
-    ids=["passes and not applicables pass", "no checks at all fail"],
+WHOLE = ("test_a", "test_b", "test_policy[prod-app-privileged]")
+
+
+def whole_run(**changes) -> ChecksRun:
+    """A run that collected WHOLE and owes the one policy case, exited 0, unnarrowed."""
+    run = {
+        "exit_code": 0,
+        "arguments": (),
+        "collected": WHOLE,
+        "policy_cases": frozenset({"test_policy[prod-app-privileged]"}),
+    }
+    return ChecksRun(**(run | changes))
+
+
+def results(*outcomes: tuple[str, str]) -> list[CheckResult]:
+    return [CheckResult(name, outcome, 0.1) for name, outcome in outcomes]
+
+
+EVERY_ONE_PASSED = results(
+    ("test_a", "passed"), ("test_b", "skipped"), ("test_policy[prod-app-privileged]", "passed")
 )
-def test_the_verdict(outcomes, verdict):
-    results = [CheckResult(f"test_{n}", outcome, 0.1) for n, outcome in enumerate(outcomes)]
-    first = render_summary("prod", FACTS, results).splitlines()[0]
-    assert first == f"## verify(prod): {verdict}", f"expected {verdict}, found {first!r}"
+
+
+@pytest.mark.parametrize(
+    ("checks", "run", "verdict", "why"),
+    [
+        (EVERY_ONE_PASSED, whole_run(), "PASS", ""),
+        (EVERY_ONE_PASSED[:1], whole_run(exit_code=PYTEST_INTERRUPTED), "INTERRUPTED", "stopped"),
+        (EVERY_ONE_PASSED[:1], whole_run(exit_code=None), "INTERRUPTED", "stopped"),
+        (EVERY_ONE_PASSED[:1], whole_run(arguments=("-k", "health")), "PARTIAL", "-k health"),
+        (EVERY_ONE_PASSED[:2], whole_run(), "PARTIAL", "missing: test_policy[prod-app-privileged]"),
+        (
+            EVERY_ONE_PASSED,
+            whole_run(policy_cases=frozenset({"test_policy[prod-redis-privileged]"})),
+            "PARTIAL",
+            "test_policy[prod-redis-privileged]",
+        ),
+        (EVERY_ONE_PASSED, whole_run(exit_code=1), "FAIL", "pytest exited 1; no check failed"),
+        (
+            [*EVERY_ONE_PASSED[:2], CheckResult("test_policy[prod-app-privileged]", "failed", 0)],
+            whole_run(exit_code=1),
+            "FAIL",
+            "1 check(s) failed",
+        ),
+        (EVERY_ONE_PASSED, whole_run(collected=None), "FAIL", "never said what it collected"),
+        (
+            results(*((name, "skipped") for name in WHOLE)),
+            whole_run(),
+            "FAIL",
+            "no check passed",
+        ),
+        ([], whole_run(exit_code=5, collected=()), "FAIL", "pytest exited 5"),
+    ],
+    ids=[
+        "every case ran, exit 0: PASS",
+        "Ctrl-C (pytest exit 2): INTERRUPTED",
+        "stopped before pytest answered: INTERRUPTED",
+        "narrowed with -k: PARTIAL, and says how",
+        "a collected case that never ran: PARTIAL",
+        "a policy case the suite never collected: PARTIAL",
+        "a non-zero exit with no failed case (a skip guard): FAIL",
+        "a failed case: FAIL",
+        "no list of what was collected: FAIL",
+        "every case skipped: FAIL",
+        "nothing collected: FAIL",
+    ],
+)
+def test_the_verdict_says_what_ran(checks, run, verdict, why):
+    judgement = judge(checks, run)
+    assert judgement.verdict == verdict, f"expected {verdict}, found {judgement}"
+    assert why in " ".join(judgement.reasons), f"expected {why!r} in {judgement.reasons}"
+
+
+def test_the_summary_names_the_verdict_and_why():
+    judgement = Judgement("PARTIAL", ("narrowed by `-k health`",))
+    lines = render_summary("prod", FACTS, EVERY_ONE_PASSED, judgement).splitlines()
+    assert lines[0] == "## verify(prod): PARTIAL", f"found {lines[0]!r}"
+    assert "PARTIAL: narrowed by `-k health`." in lines, f"found {lines[:5]}"

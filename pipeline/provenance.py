@@ -1,0 +1,108 @@
+"""What a verify record is bound to: the commit, whether the tree was clean, and digests of
+the policy, the suite and the environment's inputs.
+
+A record names these so that `publish` can refuse one reached on other code: a verify at
+commit A does not let commit B's tag onto A's images, and a policy or suite changed since
+does not inherit the old verdict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.environments import ROOT, Environment
+from pipeline.process import run
+
+# The policy: its controls and the rules that judge them.
+POLICY_FILES = (
+    ROOT / "pipeline" / "policy" / "controls.toml",
+    ROOT / "pipeline" / "policy" / "rules.py",
+)
+# The suite: every file of tests/infra, and what it reads through (its host and readings).
+SUITE_FOLDER = ROOT / "tests" / "infra"
+SUITE_READERS = (
+    ROOT / "pipeline" / "readings.py",
+    ROOT / "pipeline" / "inspector.py",
+    ROOT / "pipeline" / "inspector_host.py",
+)
+
+
+@dataclass(frozen=True)
+class CommitState:
+    sha: str | None  # the full SHA of HEAD; None outside a git checkout
+    clean: bool  # the work tree is exactly that commit (nothing changed, nothing untracked)
+
+
+def commit_state() -> CommitState:
+    """HEAD's full SHA, and whether the work tree is exactly that commit."""
+    try:
+        head = run(["git", "rev-parse", "HEAD"], cwd=ROOT)
+        changes = run(["git", "status", "--porcelain"], cwd=ROOT)
+    except FileNotFoundError:
+        return CommitState(None, False)
+    if head.returncode != 0 or changes.returncode != 0:
+        return CommitState(None, False)
+    return CommitState(head.stdout.strip() or None, not changes.stdout.strip())
+
+
+def files_digest(paths: list[Path]) -> str:
+    """sha256 over the files' paths (relative to the repository) and contents, in order."""
+    digest = hashlib.sha256()
+    for path in paths:
+        name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+        digest.update(f"{name}\0".encode())
+        digest.update(path.read_bytes() if path.is_file() else b"(missing)")
+        digest.update(b"\0")
+    return f"sha256:{digest.hexdigest()}"
+
+
+def suite_files() -> list[Path]:
+    return [*sorted(SUITE_FOLDER.rglob("*.py")), *SUITE_READERS]
+
+
+def environment_inputs(environment: Environment, env_file: Path, compose_file: Path) -> list[Path]:
+    """The files Compose reads for a stack of the environment: its compose file, the blocks
+    it extends, its env file."""
+    return [compose_file, compose_file.parent / "common.yml", env_file]
+
+
+def binding(environment: Environment, env_file: Path, compose_file: Path) -> dict:
+    """What a record of a verify run of `environment` is bound to, now."""
+    state = commit_state()
+    return {
+        "commit": state.sha,
+        "clean": state.clean,
+        "policy_sha256": files_digest(list(POLICY_FILES)),
+        "suite_sha256": files_digest(suite_files()),
+        "inputs_sha256": files_digest(environment_inputs(environment, env_file, compose_file)),
+    }
+
+
+def verified_env_file(environment: Environment) -> Path:
+    """The env file a verify run of the environment reads: the template for an operator's
+    environment (verify never reads the operator's own), else the environment's file."""
+    if environment.env_file_origin == "operator" and environment.template_file is not None:
+        return environment.template_file
+    return environment.env_file
+
+
+def binding_of(environment: Environment) -> dict:
+    """What a verify run of `environment` at this moment would be bound to."""
+    return binding(environment, verified_env_file(environment), environment.compose_file)
+
+
+# What each field of a binding is, for a refusal that says what changed.
+BOUND_FIELDS = {
+    "commit": "the commit",
+    "clean": "whether the tree had uncommitted changes",
+    "policy_sha256": "the policy (controls.toml, rules.py)",
+    "suite_sha256": "the checks (tests/infra and what they read through)",
+    "inputs_sha256": "the environment's compose and env files",
+}
+
+
+def differences(recorded: dict, now: dict) -> list[str]:
+    """What differs between a record's binding and now, in words; [] when nothing does."""
+    return [words for field, words in BOUND_FIELDS.items() if recorded.get(field) != now.get(field)]
