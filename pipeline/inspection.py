@@ -11,6 +11,7 @@ exec`. pipeline.inspector_host makes a helper a testinfra host.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import hashlib
 import json
@@ -149,14 +150,16 @@ class Helper:
         return said[-1] if said else "no output"
 
     def close(self) -> None:
-        """End the server (its input closes); `--rm` removes the helper container."""
-        with self._lock:
-            if self._process.poll() is None:
-                try:
-                    self._process.stdin.close()
-                    self._process.wait(timeout=15)
-                except (OSError, subprocess.TimeoutExpired):
-                    self._process.kill()
+        """End the server: its input closes, and `--rm` removes the helper container."""
+        with self._lock, contextlib.suppress(OSError):
+            self._process.stdin.close()
+
+    def wait_closed(self) -> None:
+        """Wait until the helper container is gone (after `close`)."""
+        try:
+            self._process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
 
 
 def read_facts(path: Path) -> dict[str, dict]:

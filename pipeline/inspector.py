@@ -35,18 +35,17 @@ TIMED_OUT = 124
 NOT_RUN = 127
 
 
-def enter_target() -> None:
-    """In the child, before it runs the command: the target's root becomes its root."""
-    os.chroot(TARGET_ROOT)
-    os.chdir("/")
+# chroot(8) enters the target's root (and its /) and runs our shell there: a program of this
+# image rather than a preexec hook, so the server starts each command the cheap way (vfork),
+# about twice as fast (1.5 ms against 3 ms a command, measured in the helper).
+ENTER_TARGET = ("/usr/sbin/chroot", TARGET_ROOT)
 
 
 def run(command: str) -> dict:
     """One shell command inside the target: its exit status and output."""
     try:
         done = subprocess.run(
-            [f"{TOOLS_INSIDE_TARGET}/sh", "-c", command],
-            preexec_fn=enter_target,  # safe: the server is single-threaded
+            [*ENTER_TARGET, f"{TOOLS_INSIDE_TARGET}/sh", "-c", command],
             pass_fds=(HELPER_ROOT_FD,),
             env=ENVIRONMENT,
             stdin=subprocess.DEVNULL,

@@ -42,12 +42,14 @@ def helper_for(container: str) -> inspection.Helper:
 
 @atexit.register
 def close_helpers() -> None:
-    """End every helper (each removes its container)."""
+    """End every helper (each removes its container), all at once."""
     with _helpers_lock:
         helpers = list(_helpers.values())
         _helpers.clear()
     for helper in helpers:
         helper.close()
+    for helper in helpers:
+        helper.wait_closed()
 
 
 class InspectorBackend(base.BaseBackend):

@@ -24,8 +24,6 @@ DOCKER_DNS = "127.0.0.11"
 # the service's, and root only for a moment before it becomes the command.
 RUNTIME_BOOTSTRAP = "runc:["
 CONNECT_SECONDS = 3
-# find's -printf: path, mode, owner and group, tab-separated.
-_FIND_FIELDS = r"%p\t%m\t%U\t%G\n"
 
 
 def processes(host: Host) -> list[dict]:
@@ -56,12 +54,11 @@ def processes(host: Host) -> list[dict]:
 
 
 def _status(host: Host, pid: int) -> dict[str, str] | None:
-    status = host.file(f"/proc/{pid}/status")
-    if not status.exists:
+    """/proc/<pid>/status as a dict; None when the process ended while we looked."""
+    status = host.run("cat %s", f"/proc/{pid}/status")
+    if status.rc != 0:
         return None
-    return dict(
-        line.split(":\t", 1) for line in status.content_string.splitlines() if ":\t" in line
-    )
+    return dict(line.split(":\t", 1) for line in status.stdout.splitlines() if ":\t" in line)
 
 
 def executable_and_libraries(host: Host, pid: int) -> tuple[str, list[str]]:
@@ -110,18 +107,10 @@ def mounts(host: Host) -> dict[str, dict]:
     return parse_mounts(host.file("/proc/1/mountinfo").content_string)
 
 
-def _found(host: Host, command: str, mount_points: set[str]) -> list[dict]:
-    """find's -printf lines as {path, mode, uid, gid} (mode as four octal digits); a mount
-    point is what is mounted there, not the image's, and is left out."""
-    entries = []
-    for line in host.run(command).stdout.splitlines():
-        path, mode, uid, gid = line.rsplit("\t", 3)
-        if path in mount_points:
-            continue
-        entries.append(
-            {"path": path, "mode": f"{int(mode, 8):04o}", "uid": int(uid), "gid": int(gid)}
-        )
-    return entries
+# One walk of the root filesystem answers every file question (GNU find's `,` evaluates
+# each branch on every entry): each matching entry is printed with the finding it is for.
+_PRINT = "-printf '%s\\t%%p\\t%%m\\t%%U\\t%%G\\n'"
+_PROGRAM_PATH = r"/\(bin\|sbin\|usr/bin\|usr/sbin\|usr/local/bin\|usr/local/sbin\)/[^/]*"
 
 
 def file_findings(
@@ -130,29 +119,39 @@ def file_findings(
     """The root filesystem's setuid/setgid files, world-writable paths (what lies in sticky
     folders aside), what under /app is not the app user's or is writable by group or others,
     and the programs in the usual folders. What is mounted over the root (volumes, tmpfs,
-    /proc) is another filesystem, and find's -xdev leaves it out."""
-    printf = f"-printf '{_FIND_FIELDS}'"
-    return {
-        "special_bits": _found(host, f"find / -xdev -type f -perm /6000 {printf}", mount_points),
-        "world_writable": _found(
-            host,
-            "find / -xdev -type d -perm -1002 -prune "
-            f"-o \\( -type f -o -type d \\) -perm -0002 {printf}",
-            mount_points,
-        ),
-        "app": _found(
-            host,
-            f"find /app -xdev ! -type l \\( ! -uid {app_uid} -o ! -gid {app_gid} "
-            f"-o -perm /022 \\) {printf} 2>/dev/null",
-            mount_points,
-        ),
-        "programs": _found(
-            host,
-            f"find {' '.join(PROGRAM_FOLDERS)} -mindepth 1 -maxdepth 1 ! -type d "
-            f"{printf} 2>/dev/null",
-            mount_points,
-        ),
+    /proc) is another filesystem: find's -xdev leaves it out, and a mount point is what is
+    mounted there, not the image's."""
+    walk = host.run(
+        "find / -xdev "
+        f"\\( -type d -perm -1002 {_PRINT % 'sticky'} \\) , "
+        f"\\( -type f -perm /6000 {_PRINT % 'special_bits'} \\) , "
+        f"\\( \\( -type f -o -type d \\) -perm -0002 {_PRINT % 'world_writable'} \\) , "
+        f"\\( \\( -path /app -o -path '/app/*' \\) ! -type l "
+        f"\\( ! -uid {app_uid} -o ! -gid {app_gid} -o -perm /022 \\) {_PRINT % 'app'} \\) , "
+        f"\\( ! -type d -regex '{_PROGRAM_PATH}' {_PRINT % 'programs'} \\)"
+    )
+    found: dict[str, list[dict]] = {
+        "special_bits": [],
+        "world_writable": [],
+        "app": [],
+        "programs": [],
+        "sticky": [],
     }
+    for line in walk.stdout.splitlines():
+        finding, path, mode, uid, gid = line.split("\t")
+        if path not in mount_points:
+            entry = {"path": path, "mode": f"{int(mode, 8):04o}", "uid": int(uid), "gid": int(gid)}
+            found[finding].append(entry)
+    # Anyone may write in a sticky world-writable folder (/tmp): that is what it is for, and
+    # what lies inside it is outside the check.
+    sticky = [entry["path"] for entry in found.pop("sticky")]
+    found["world_writable"] = [
+        entry
+        for entry in found["world_writable"]
+        if entry["path"] not in sticky
+        and not any(entry["path"].startswith(folder.rstrip("/") + "/") for folder in sticky)
+    ]
+    return found
 
 
 def allowed_as(host: Host, uid: int, path: str, test: str) -> bool:

@@ -24,17 +24,22 @@ def project_containers(project: str, *, stopped: bool = False) -> dict[str, dict
         listed = docker().container.list(
             all=stopped, filters=[("label", f"{PROJECT_LABEL}={project}")]
         )
-    if not listed:
+    return by_service([container.id for container in listed])
+
+
+def by_service(container_ids: list[str]) -> dict[str, dict]:
+    """Service -> `docker container inspect` of the containers already listed (IDs)."""
+    if not container_ids:
         return {}
-    by_service: dict[str, dict] = {}
-    for entry in sorted(engine_json("container", [c.id for c in listed]), key=lambda e: e["Name"]):
+    found: dict[str, dict] = {}
+    for entry in sorted(engine_json("container", container_ids), key=lambda e: e["Name"]):
         labels = entry["Config"].get("Labels") or {}
         service = labels.get(SERVICE_LABEL, entry["Name"].lstrip("/"))
         if labels.get(ONE_OFF_LABEL) == "True":
-            by_service.setdefault(service, entry)
+            found.setdefault(service, entry)
         else:
-            by_service[service] = entry
-    return by_service
+            found[service] = entry
+    return found
 
 
 def running_project(project: str) -> dict[str, dict]:

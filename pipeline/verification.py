@@ -26,6 +26,9 @@ ENV_FILE_VARIABLE = "DASHTAM_VERIFY_ENV_FILE"
 COMPOSE_FILE_VARIABLE = "DASHTAM_VERIFY_COMPOSE_FILE"
 # Where the suite leaves what the inspector read, for the report.
 FACTS_FILE_VARIABLE = "DASHTAM_VERIFY_FACTS_FILE"
+# The containers the session read (service -> ID): the suite inspects them without listing
+# the project again (and without python-on-whales' half-second import).
+CONTAINERS_VARIABLE = "DASHTAM_VERIFY_CONTAINERS"
 # Where the suite lists every case it collected before any narrowing, for the verdict.
 COLLECTED_FILE_VARIABLE = "DASHTAM_VERIFY_COLLECTED_FILE"
 
@@ -88,6 +91,7 @@ def suite_variables(
         COMPOSE_FILE_VARIABLE: str(stack.compose_file),
         FACTS_FILE_VARIABLE: str(facts_file or ""),
         COLLECTED_FILE_VARIABLE: str(collected_file or ""),
+        CONTAINERS_VARIABLE: json.dumps(stack.container_ids()),
         # An empty value is "unset" to Python: bytecode is written, under BYTECODE_CACHE.
         "PYTHONDONTWRITEBYTECODE": "",
         "PYTHONPYCACHEPREFIX": str(BYTECODE_CACHE),

@@ -43,6 +43,7 @@ from pipeline.secret_files import SECRETS_DIR_VARIABLE, secret_values
 from pipeline.verification import (
     COLLECTED_FILE_VARIABLE,
     COMPOSE_FILE_VARIABLE,
+    CONTAINERS_VARIABLE,
     ENV_FILE_VARIABLE,
     ENVIRONMENT_NAME_VARIABLE,
     FACTS_FILE_VARIABLE,
@@ -90,7 +91,12 @@ class Target:
         )
         self._background = ThreadPoolExecutor(max_workers=4)
         self._config = self._background.submit(self.stack.config)
-        self.containers = running.project_containers(self.stack.project, stopped=True)
+        handed = os.environ.get(CONTAINERS_VARIABLE)
+        self.containers = (
+            running.by_service(list(json.loads(handed).values()))
+            if handed
+            else running.project_containers(self.stack.project, stopped=True)
+        )
         self._facts: Future | None = None
 
     @functools.cached_property

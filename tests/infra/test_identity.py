@@ -39,15 +39,26 @@ def ours_only(service: str) -> None:
         pytest.skip(f"not applicable: {service} runs an image that is not ours")
 
 
-def service_processes(host, **matching) -> list:
-    """The target's processes (those in PID 1's mount namespace: the inspector's own
-    commands run in its helper's), runc's bootstrap left out, with `matching` ps fields."""
-    namespace = host.process.get(pid=1).mntns
+@pytest.fixture(scope="module")
+def target_namespace(host) -> int:
+    """The mount namespace of the target's PID 1: its processes are the ones in it (the
+    inspector's own commands run in its helper's)."""
+    return host.process.get(pid=1).mntns
+
+
+def service_processes(host, namespace: int, **matching) -> list:
+    """The target's processes, runc's bootstrap left out, with `matching` ps fields."""
     return [
         process
         for process in host.process.filter(mntns=namespace, **matching)
         if not str(process.comm).startswith(RUNTIME_BOOTSTRAP)
     ]
+
+
+def ids_of(user) -> tuple[int, int, int, int]:
+    """(real uid, effective uid, real gid, effective gid) a process of `user` runs with."""
+    uid, gid = user.uid, user.gid
+    return (uid, uid, gid, gid)
 
 
 def test_appuser_is_uid_and_gid_1000(environment_name, host, host_service):
@@ -64,7 +75,7 @@ def test_pid1_runs_as_the_service_user(environment_name, host, host_service):
     user = host.user(APP_USER if host_service in APP_SERVICES else DATA_SERVICE_USERS[host_service])
     main = host.process.get(pid=1)
     found = (main.ruid, main.euid, main.rgid, main.egid)
-    expected = (user.uid, user.uid, user.gid, user.gid)
+    expected = ids_of(user)
     assert found == expected, mismatch(
         environment_name,
         host_service,
@@ -74,13 +85,38 @@ def test_pid1_runs_as_the_service_user(environment_name, host, host_service):
     )
 
 
-def test_every_process_runs_as_the_service_user(environment_name, host, host_service):
+def test_every_process_runs_as_the_service_user(
+    environment_name, host, host_service, target_namespace
+):
     user = host.user(APP_USER if host_service in APP_SERVICES else DATA_SERVICE_USERS[host_service])
-    every = {process.pid: process.comm for process in service_processes(host)}
-    as_user = service_processes(host, ruid=user.uid, euid=user.uid, rgid=user.gid, egid=user.gid)
-    others = {pid: comm for pid, comm in every.items() if pid not in {p.pid for p in as_user}}
+    expected = ids_of(user)
+    every = service_processes(host, target_namespace)
+    ruid, euid, rgid, egid = expected
+    as_user = {
+        process.pid
+        for process in service_processes(
+            host, target_namespace, ruid=ruid, euid=euid, rgid=rgid, egid=egid
+        )
+    }
+    others = {}
+    # The two listings are moments apart: a process only the first saw is asked again by
+    # its PID (testinfra checks it is still the same one), and one that ended in between
+    # (a healthcheck's probe) has nothing left to judge.
+    for process in every:
+        if process.pid in as_user:
+            continue
+        try:
+            found = (process.ruid, process.euid, process.rgid, process.egid)
+        except (AssertionError, IndexError, RuntimeError):
+            continue
+        if found != expected:
+            others[process.pid] = (process.comm, found)
     assert every and not others, mismatch(
-        environment_name, host_service, f"processes not running as {user.name}", {}, others
+        environment_name,
+        host_service,
+        f"processes (ruid, euid, rgid, egid) not {expected}",
+        {},
+        others,
     )
 
 
@@ -97,10 +133,6 @@ def test_listening_sockets_are_exactly_the_service_port(environment_name, host, 
     assert found == expected, mismatch(
         environment_name, host_service, "listening (protocol, port)", expected, sorted(sockets)
     )
-    assert host.socket(f"tcp://{SERVICE_PORTS[host_service]}").is_listening or any(
-        host.socket(f"tcp://{address}:{SERVICE_PORTS[host_service]}").is_listening
-        for address in ("0.0.0.0", "::")  # noqa: S104 - reading what listens
-    ), mismatch(environment_name, host_service, "listening on every address", True, sorted(sockets))
 
 
 def test_app_folder_belongs_to_appuser(environment_name, host, host_service):
