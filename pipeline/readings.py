@@ -18,23 +18,43 @@ from testinfra.host import Host
 # Folders whose programs count as the image's binaries (shells, coreutils, package managers).
 PROGRAM_FOLDERS = ("/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin")
 # Docker's embedded DNS server listens on 127.0.0.11 in every container on a user-defined
-# network: the engine's, not the service's.
+# network, from the engine's own process outside the container: a listener there that a
+# process of the container owns is the container's, like any other.
 DOCKER_DNS = "127.0.0.11"
-# runc's own bootstrap while it starts an exec (a healthcheck probe): the engine's, not
-# the service's, and root only for a moment before it becomes the command.
-RUNTIME_BOOTSTRAP = "runc:["
 CONNECT_SECONDS = 3
 
 
+def target_processes(host: Host, namespace: int | None = None, **matching) -> list:
+    """The target's processes (testinfra's), with `matching` ps fields: those in PID 1's
+    mount namespace (the inspector's own commands run in its helper's), the engine's
+    bootstrap of an exec left out — recognised by what it is, never by its name."""
+    namespace = namespace if namespace is not None else host.process.get(pid=1).mntns
+    listed = host.process.filter(mntns=namespace, **matching)
+    from_outside = {p.pid for p in host.process.filter(mntns=namespace, ppid=0)} - {1}
+    engine = {pid for pid in from_outside if is_engine_bootstrap(host, pid)}
+    return sorted((p for p in listed if p.pid not in engine), key=lambda p: p.pid)
+
+
+def is_engine_bootstrap(host: Host, pid: int) -> bool:
+    """runc's init while it starts an exec (a healthcheck's probe): its parent is outside the
+    container (PID 0 in its namespace, which no process started inside can have) and the
+    program it runs is no file of the container (runc's own, cloned into memory). PID 1 is
+    never one. A process that renames itself `runc:[2:INIT]` is neither."""
+    if pid == 1:
+        return False
+    link = host.run("readlink %s", f"/proc/{pid}/exe")
+    if link.rc != 0:
+        return True  # it ended: the exec it started is listed on its own
+    return not host.file(link.stdout.strip()).exists
+
+
 def processes(host: Host) -> list[dict]:
-    """Every process of the target: those in PID 1's mount namespace (the inspector's own
-    commands run in the helper's), runc's bootstrap left out."""
-    target = host.process.get(pid=1).mntns
+    """Every process of the target (see target_processes), read from /proc."""
     found = []
-    for process in sorted(host.process.filter(mntns=target), key=lambda p: p.pid):
+    for process in target_processes(host):
         status = _status(host, process.pid)
-        if status is None or status["Name"].startswith(RUNTIME_BOOTSTRAP):
-            continue  # it ended while we looked, or it is the engine's
+        if status is None:
+            continue  # it ended while we looked
         uids = [int(value) for value in status["Uid"].split()]
         gids = [int(value) for value in status["Gid"].split()]
         found.append(
@@ -73,16 +93,31 @@ def executable_and_libraries(host: Host, pid: int) -> tuple[str, list[str]]:
     return executable, sorted(path for path in mapped if ".so" in path.rsplit("/", 1)[-1])
 
 
+def engine_listeners(host: Host) -> set[str]:
+    """The listening sockets (testinfra's `tcp://ADDRESS:PORT` form) that are the engine's:
+    on Docker's DNS address and owned by no process the container can see (ss names a
+    socket's owner when one of the processes it can read holds it)."""
+    listed = host.run("ss --listening --numeric --tcp --udp --processes")
+    found = set()
+    for line in listed.stdout.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 5 or fields[0] not in ("tcp", "udp") or "users:(" in line:
+            continue
+        address, _, port = fields[4].rpartition(":")
+        if address.strip("[]") in (DOCKER_DNS, f"::ffff:{DOCKER_DNS}"):
+            found.add(f"{fields[0]}://{address.strip('[]')}:{port}")
+    return found
+
+
 def sockets(host: Host) -> list[dict]:
-    """Every listening TCP and bound UDP socket, IPv4 and IPv6, Docker's DNS left out."""
+    """Every listening TCP and bound UDP socket, IPv4 and IPv6, the engine's left out."""
+    engine = engine_listeners(host)
     found = []
     for spec in host.socket.get_listening_sockets():
         protocol, _, rest = spec.partition("://")
-        if protocol not in ("tcp", "udp"):
+        if protocol not in ("tcp", "udp") or spec in engine:
             continue
         address, _, port = rest.rpartition(":")
-        if address in (DOCKER_DNS, f"::ffff:{DOCKER_DNS}"):
-            continue
         found.append({"protocol": protocol, "address": address, "port": int(port)})
     return found
 

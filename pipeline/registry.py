@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,8 +55,18 @@ STOP_TIMEOUT_SECONDS = 10
 START_HINT = "rerun `nox -s registry`"
 # Sessions started side by side (every verify builds and pushes) start one registry, not
 # several racing for its name: the first starts it, the others wait for it and reuse it. In
-# the temporary folder, not the checkout, because two clones share one engine's registry.
-LOCK_FILE = Path(tempfile.gettempdir()) / "dashtam-registry.lock"
+# the user's own cache folder, not the checkout (two clones share one engine's registry) and
+# not a shared temporary folder (where another user could make it first, and hold it).
+
+
+def lock_file() -> Path:
+    """$XDG_CACHE_HOME/dashtam/registry.lock (~/.cache/… when it is unset)."""
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "dashtam" / "registry.lock"
+
+
+# How long a session waits for another to finish starting the registry (it takes seconds).
+LOCK_TIMEOUT_SECONDS = 120
 
 
 def registry_port() -> int:
@@ -96,9 +105,25 @@ def start_or_reuse(
 
 
 @contextlib.contextmanager
-def _one_at_a_time() -> Iterator[None]:
-    with LOCK_FILE.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+def _one_at_a_time(path: Path | None = None, timeout: float | None = None) -> Iterator[None]:
+    path = path or lock_file()
+    timeout = LOCK_TIMEOUT_SECONDS if timeout is None else timeout
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(descriptor, "r+") as handle:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise PipelineError(
+                        f"another session has held {path} for {timeout:.0f} s while "
+                        "starting the registry; wait for it, or end it (`fuser -v "
+                        f"{path}` names it) and run again."
+                    ) from None
+                time.sleep(0.1)
         try:
             yield
         finally:

@@ -9,6 +9,7 @@ read theirs through *_FILE settings. The folder is named by DASHTAM_SECRETS_DIR.
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 from pathlib import Path
 
@@ -42,8 +43,11 @@ def write_secret_files(directory: Path) -> list[Path]:
             f"{existing[0]} already exists; the secrets there are kept. Choose an empty "
             "folder, or move the old files aside first."
         )
-    directory.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
-    directory.chmod(DIRECTORY_MODE)
+    if not directory.exists():
+        directory.mkdir(mode=DIRECTORY_MODE, parents=True)
+        # mkdir's mode passes through the umask; this folder is ours to set. A folder that
+        # was already there keeps its own mode (`-- /tmp` must not change /tmp).
+        directory.chmod(DIRECTORY_MODE)
     postgres_password = secrets.token_urlsafe(24)
     redis_password = secrets.token_urlsafe(24)
     contents = {
@@ -51,13 +55,32 @@ def write_secret_files(directory: Path) -> list[Path]:
         REDIS_PASSWORD: redis_password + "\n",
         REDIS_USERS: redis_users(redis_password),
     }
-    written = []
-    for name, content in contents.items():
-        path = directory / name
-        path.write_text(content)
-        path.chmod(FILE_MODE)
-        written.append(path)
+    written: list[Path] = []
+    try:
+        for name, content in contents.items():
+            written.append(_create(directory / name, content))
+    except PipelineError:
+        for path in written:  # half a set is no set: only what this call made goes
+            path.unlink()
+        raise
     return written
+
+
+def _create(path: Path, content: str) -> Path:
+    """A new file with its final mode from the start: never one that is already there, and
+    never through a symlink someone left at its name."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    try:
+        descriptor = os.open(path, flags, FILE_MODE)
+    except FileExistsError:
+        raise PipelineError(
+            f"{path} appeared while the secrets were written; the file there is kept. Choose "
+            "an empty folder, or move it aside first."
+        ) from None
+    with os.fdopen(descriptor, "w") as handle:
+        os.fchmod(handle.fileno(), FILE_MODE)  # the umask may have taken bits the containers need
+        handle.write(content)
+    return path
 
 
 def secret_values(directory: Path) -> list[str]:

@@ -26,7 +26,7 @@ from pipeline.environments import (
     SERVICE_PORTS,
 )
 from pipeline.policy import load_policy
-from pipeline.readings import DOCKER_DNS, RUNTIME_BOOTSTRAP, mounts
+from pipeline.readings import engine_listeners, mounts, target_processes
 from tests.infra.helpers import mismatch
 
 pytestmark = pytest.mark.docker
@@ -44,15 +44,6 @@ def target_namespace(host) -> int:
     """The mount namespace of the target's PID 1: its processes are the ones in it (the
     inspector's own commands run in its helper's)."""
     return host.process.get(pid=1).mntns
-
-
-def service_processes(host, namespace: int, **matching) -> list:
-    """The target's processes, runc's bootstrap left out, with `matching` ps fields."""
-    return [
-        process
-        for process in host.process.filter(mntns=namespace, **matching)
-        if not str(process.comm).startswith(RUNTIME_BOOTSTRAP)
-    ]
 
 
 def ids_of(user) -> tuple[int, int, int, int]:
@@ -90,11 +81,11 @@ def test_every_process_runs_as_the_service_user(
 ):
     user = host.user(APP_USER if host_service in APP_SERVICES else DATA_SERVICE_USERS[host_service])
     expected = ids_of(user)
-    every = service_processes(host, target_namespace)
+    every = target_processes(host, target_namespace)
     ruid, euid, rgid, egid = expected
     as_user = {
         process.pid
-        for process in service_processes(
+        for process in target_processes(
             host, target_namespace, ruid=ruid, euid=euid, rgid=rgid, egid=egid
         )
     }
@@ -121,13 +112,13 @@ def test_every_process_runs_as_the_service_user(
 
 
 def test_listening_sockets_are_exactly_the_service_port(environment_name, host, host_service):
-    """IPv4 and IPv6, TCP and UDP: one TCP port, the service's, and nothing else
-    (Docker's own DNS listener on 127.0.0.11 aside)."""
+    """IPv4 and IPv6, TCP and UDP: one TCP port, the service's, and nothing else (the
+    engine's own DNS listeners aside, known by their owner, not their address)."""
     sockets = {
         spec
         for spec in host.socket.get_listening_sockets()
-        if spec.startswith(("tcp://", "udp://")) and f"//{DOCKER_DNS}:" not in spec
-    }
+        if spec.startswith(("tcp://", "udp://"))
+    } - engine_listeners(host)
     found = {(spec.split("://")[0], int(spec.rsplit(":", 1)[1])) for spec in sockets}
     expected = {("tcp", SERVICE_PORTS[host_service])}
     assert found == expected, mismatch(

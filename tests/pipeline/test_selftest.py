@@ -86,6 +86,19 @@ CAUGHT_BY_A_CHECK = [
         ),
         id="libpython-off-the-loader-cache-is-caught-by-the-layout-check",
     ),
+    pytest.param(
+        Variant(
+            key="venv-symlinked",
+            environment="ci",
+            breaks=lambda lab: lab.production_image_from("venv-symlinked-elsewhere.Dockerfile"),
+            caught_by="test_runtime_image_ships_no_build_or_dev_tools[ci-app]",
+            still_passing=(
+                "test_runtime_image_ships_no_build_or_dev_tools[ci-callback]",
+                "test_symlinks_under_app_stay_inside_the_image[ci-app]",
+            ),
+        ),
+        id="a-venv-symlinked-to-another-folder-is-read-in-the-container-s-root",
+    ),
 ]
 
 

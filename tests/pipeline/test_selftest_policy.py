@@ -221,6 +221,32 @@ VARIANTS = [
             ('"127.0.0.1:${POSTGRES_HOST_PORT:-5432}:5432"', '"${POSTGRES_HOST_PORT:-5432}:5432"'),
         ),
     ),
+    # Evasions of the inspector: each hides from a reader that trusts names or addresses.
+    PolicyVariant(
+        "root-process-named-like-runc",
+        "ci",
+        caught("redis:processes-non-root"),
+        compose=(
+            (
+                '    command: [redis-server, --requirepass, "${REDIS_PASSWORD}", --save, ""]\n',
+                '    user: "0:0"\n'
+                # A root child renames itself as runc's bootstrap and waits (no child of its
+                # own, which would show under its real name); Redis drops root as usual.
+                "    entrypoint: [sh, -c, \"sh -c 'mkfifo /tmp/hold; printf runc:[2:INIT] "
+                "> /proc/self/comm; read held < /tmp/hold' & exec docker-entrypoint.sh "
+                '\\"$$@\\"", docker-entrypoint.sh]\n'
+                '    command: [redis-server, --requirepass, "${REDIS_PASSWORD}", --save, ""]\n',
+            ),
+        ),
+        also_failing=frozenset({"test_every_process_runs_as_the_service_user[ci-redis]"}),
+    ),
+    PolicyVariant(
+        "listener-on-docker-dns",
+        "ci",
+        caught("app:listening-sockets"),
+        images=(("production", "listener-on-docker-dns.Dockerfile"),),
+        also_failing=frozenset({"test_listening_sockets_are_exactly_the_service_port[ci-app]"}),
+    ),
 ]
 
 

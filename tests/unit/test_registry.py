@@ -62,3 +62,34 @@ def test_a_container_without_the_label_is_refused_by_name():
     details["Config"]["Labels"] = {}
     with pytest.raises(PipelineError, match="named dashtam-registry exists"):
         registry.require_made_here(details, "dashtam-registry")
+
+
+def test_the_registry_lock_is_the_user_s_own_and_private(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path = registry.lock_file()
+    assert path == tmp_path / "cache" / "dashtam" / "registry.lock", path
+    with registry._one_at_a_time(timeout=1):
+        mode = path.stat().st_mode & 0o777
+    assert mode == 0o600, f"the lock file: expected mode 0600, found {mode:o}"
+
+
+def test_a_held_registry_lock_ends_in_one_line_not_a_hang(tmp_path):
+    import fcntl
+
+    lock = tmp_path / "registry.lock"
+    with open(lock, "w") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        with (
+            pytest.raises(PipelineError, match=r"another session has held .* for 0 s"),
+            registry._one_at_a_time(lock, timeout=0.3),
+        ):
+            pass
+
+
+def test_the_registry_lock_is_never_taken_through_a_symlink(tmp_path):
+    target = tmp_path / "someone-else-s-file"
+    target.write_text("theirs\n")
+    (tmp_path / "registry.lock").symlink_to(target)
+    with pytest.raises(OSError), registry._one_at_a_time(tmp_path / "registry.lock", timeout=1):
+        pass
+    assert target.read_text() == "theirs\n"

@@ -53,3 +53,42 @@ def test_secret_values_are_the_passwords(tmp_path: Path) -> None:
     secret_files.write_secret_files(tmp_path)
     values = secret_files.secret_values(tmp_path)
     assert len(values) == 2 and all(len(value) >= 24 for value in values), values
+
+
+def test_a_symlink_at_a_secret_s_name_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("not a secret\n")
+    folder = tmp_path / "prod"
+    folder.mkdir()
+    (folder / secret_files.REDIS_USERS).symlink_to(elsewhere)
+    with pytest.raises(PipelineError, match=r"already exists.*kept"):
+        secret_files.write_secret_files(folder)
+    assert elsewhere.read_text() == "not a secret\n", "the symlink's target was written"
+    # A dangling one passes for absent; the file is still not created through it.
+    (folder / secret_files.REDIS_USERS).unlink()
+    (folder / secret_files.REDIS_PASSWORD).symlink_to(tmp_path / "dangling")
+    with pytest.raises(PipelineError, match=r"appeared while the secrets were written"):
+        secret_files.write_secret_files(folder)
+    assert not (tmp_path / "dangling").exists(), "a file was created through a dangling symlink"
+    assert not (folder / secret_files.POSTGRES_PASSWORD).exists(), "half a set was left behind"
+
+
+def test_a_folder_that_was_there_keeps_its_mode(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    secret_files.write_secret_files(shared)
+    found = stat.S_IMODE(shared.stat().st_mode)
+    assert found == 0o1777, f"an existing folder: expected its mode 1777 kept, found {found:o}"
+
+
+def test_the_files_get_their_mode_whatever_the_umask(tmp_path: Path) -> None:
+    import os
+
+    previous = os.umask(0o077)
+    try:
+        written = secret_files.write_secret_files(tmp_path / "prod")
+    finally:
+        os.umask(previous)
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in written}
+    assert set(modes.values()) == {0o444}, f"under umask 077: expected 0444, found {modes}"
