@@ -92,6 +92,8 @@ def bake_definition(
         "args": image_sources.image_references(source),
         "secret": ca_bundle_secrets(),
         "output": ["type=docker"],
+        # What the image is built from, on the image itself (OCI annotations as labels).
+        "labels": provenance.image_labels(),
     }
     if _flag(PULL_VARIABLE):
         common["pull"] = True

@@ -9,6 +9,8 @@ does not inherit the old verdict.
 from __future__ import annotations
 
 import hashlib
+import os
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,3 +108,39 @@ BOUND_FIELDS = {
 def differences(recorded: dict, now: dict) -> list[str]:
     """What differs between a record's binding and now, in words; [] when nothing does."""
     return [words for field, words in BOUND_FIELDS.items() if recorded.get(field) != now.get(field)]
+
+
+def image_labels() -> dict[str, str]:
+    """The OCI labels that name what an image is built from: the revision (the full SHA,
+    `-dirty` when the tree has changes), the source repository when there is one to name,
+    and the commit's time as `created` — never the build's, nor the checkout's path: one
+    commit builds one image, whenever and wherever it is built."""
+    state = commit_state()
+    committed = run(["git", "show", "-s", "--format=%cI", "HEAD"], cwd=ROOT)
+    labels = {
+        "org.opencontainers.image.revision": (state.sha or "unknown")
+        + ("" if state.clean else "-dirty"),
+        "org.opencontainers.image.created": committed.stdout.strip()
+        if committed.returncode == 0
+        else "1970-01-01T00:00:00Z",
+    }
+    source = source_repository()
+    if source:
+        labels["org.opencontainers.image.source"] = source
+    return labels
+
+
+def source_repository() -> str | None:
+    """The GitHub repository in a workflow, else the checkout's `origin` (credentials left
+    out), else None."""
+    server, repository = os.environ.get("GITHUB_SERVER_URL"), os.environ.get("GITHUB_REPOSITORY")
+    if server and repository:
+        return f"{server}/{repository}"
+    origin = run(["git", "remote", "get-url", "origin"], cwd=ROOT)
+    url = origin.stdout.strip() if origin.returncode == 0 else ""
+    if not url or url.startswith(("/", "file:")):
+        return None  # a local path names a folder on one machine, not a source
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme and "@" in parts.netloc:
+        return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
+    return url

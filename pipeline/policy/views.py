@@ -127,15 +127,7 @@ def from_compose(service: str, config: dict) -> ServiceView:
         cpu_limit=float(limits.get("cpus") or config.get("cpus") or 0) or None,
         pids_limit=positive(limits.get("pids") or config.get("pids_limit")),
         restart=str(config.get("restart") or ""),
-        published=[
-            Published(
-                int(port["target"]),
-                str(port.get("protocol") or "tcp"),
-                str(port.get("host_ip") or ""),
-                int(port.get("published") or 0),
-            )
-            for port in config.get("ports") or []
-        ],
+        published=[_compose_published(port) for port in config.get("ports") or []],
         environment={
             name: str(value or "") for name, value in (config.get("environment") or {}).items()
         },
@@ -146,6 +138,25 @@ def from_compose(service: str, config: dict) -> ServiceView:
     )
     view.routes = _compose_routes(config)
     return view
+
+
+def _compose_published(port: dict) -> Published:
+    """One entry of a service's `ports` as Compose resolves it. `published` may be a port, a
+    range (`12400-12500`: the engine picks one; the lowest stands for them) or, written
+    into the long syntax, `ADDRESS:PORT` (IPv6 in brackets); none of them is an error."""
+    published = str(port.get("published") or "")
+    host_ip = str(port.get("host_ip") or "")
+    if ":" in published:
+        address, _, published = published.rpartition(":")
+        host_ip = host_ip or address.strip("[]")
+    first = published.split("-", 1)[0].strip()
+    target = str(port.get("target") or "0").split("-", 1)[0].strip()
+    return Published(
+        int(target) if target.isdigit() else 0,
+        str(port.get("protocol") or "tcp"),
+        host_ip,
+        int(first) if first.isdigit() else 0,
+    )
 
 
 def _compose_healthcheck(healthcheck: dict | None) -> bool | None:

@@ -328,3 +328,25 @@ def test_a_compose_service_and_its_container_agree_on_the_hardening():
     assert not differ, f"expected compose and docker inspect read alike, found {differ}"
     targets = ({m.target for m in declared.mounts}, {m.target for m in running.mounts})
     assert targets[0] == targets[1], f"expected the same mount targets, found {targets}"
+
+
+@pytest.mark.parametrize(
+    ("port", "expected"),
+    [
+        ({"target": 80, "published": "12400-12500"}, (80, "tcp", "", 12400)),
+        ({"target": 80, "published": "127.0.0.1:8080"}, (80, "tcp", "127.0.0.1", 8080)),
+        ({"target": 80, "published": "[::1]:8080", "protocol": "udp"}, (80, "udp", "::1", 8080)),
+        ({"target": 80, "host_ip": "::", "published": "8080"}, (80, "tcp", "::", 8080)),
+        ({"target": 80}, (80, "tcp", "", 0)),
+    ],
+    ids=[
+        "a host port range",
+        "an address written into published",
+        "an IPv6 address in brackets, UDP",
+        "host_ip on its own",
+        "nothing published: the engine picks",
+    ],
+)
+def test_every_published_port_form_compose_allows_is_read_not_crashed_on(port, expected):
+    [found] = from_compose("app", {"ports": [port]}).published
+    assert (found.container_port, found.protocol, found.host_ip, found.host_port) == expected

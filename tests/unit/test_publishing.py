@@ -187,3 +187,37 @@ def test_an_image_this_engine_no_longer_holds_is_not_published(reports, monkeypa
     monkeypatch.setattr(publishing, "image_exists", lambda image: False)
     with pytest.raises(PipelineError, match=r"does not hold the verified image.*nox -s build-all"):
         publishing.publish("release-1", "ghcr.io/acme", reports)
+
+
+def test_images_are_labelled_with_the_commit_they_are_built_from(monkeypatch):
+    monkeypatch.setattr(provenance, "commit_state", lambda: provenance.CommitState(FULL_SHA, True))
+    monkeypatch.setenv("GITHUB_SERVER_URL", "https://github.com")
+    monkeypatch.setenv("GITHUB_REPOSITORY", "acme/dashtam")
+    labels = provenance.image_labels()
+    assert labels["org.opencontainers.image.revision"] == FULL_SHA, labels
+    assert labels["org.opencontainers.image.source"] == "https://github.com/acme/dashtam", labels
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\dT[\d:]+[+-Z][\d:]*", labels["org.opencontainers.image.created"]
+    )
+    monkeypatch.setattr(provenance, "commit_state", lambda: provenance.CommitState(FULL_SHA, False))
+    assert provenance.image_labels()["org.opencontainers.image.revision"] == f"{FULL_SHA}-dirty"
+
+
+@pytest.mark.parametrize(
+    ("origin", "expected"),
+    [
+        ("https://user:token@github.com/acme/dashtam.git", "https://github.com/acme/dashtam.git"),
+        ("git@github.com:acme/dashtam.git", "git@github.com:acme/dashtam.git"),
+        ("/home/me/dashtam", None),
+    ],
+    ids=["credentials are left out", "an ssh remote as it is", "a local path names nothing"],
+)
+def test_the_source_label_names_the_origin_without_credentials(monkeypatch, origin, expected):
+    import subprocess
+
+    monkeypatch.delenv("GITHUB_SERVER_URL", raising=False)
+    monkeypatch.delenv("GITHUB_REPOSITORY", raising=False)
+    monkeypatch.setattr(
+        provenance, "run", lambda *a, **k: subprocess.CompletedProcess([], 0, origin + "\n", "")
+    )
+    assert provenance.source_repository() == expected
