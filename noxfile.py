@@ -194,7 +194,7 @@ def sbom(session: nox.Session) -> None:
 
 @nox.session(python=False, default=False)
 def registry(session: nox.Session) -> None:
-    """Start the pipeline's OCI registry (or reuse it) and print its address (localhost:5000)."""
+    """Start the pipeline's OCI registry (or reuse it) and print its address (127.0.0.1:5000)."""
     from pipeline.registry import VOLUME_NAME, ensure_registry
 
     with pipeline_errors(session):

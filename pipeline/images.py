@@ -234,7 +234,7 @@ def build_stages(
         name: stage_tags(name, commit) + [f"{image_name(name)}:{tag}" for tag in extra_tags]
         for name in stage_names
     }
-    cache = [pushing.cache_reference(address, name) for name in stage_names]
+    cache = pushing.layer_caches(address, stage_names)
     definition = bake_definition(
         tags, source=source, context=ROOT, dockerfile=DOCKERFILE, cache_from=cache
     )

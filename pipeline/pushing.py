@@ -22,7 +22,7 @@ from pipeline.docker_client import best_effort, docker, translated
 from pipeline.engine import built_images, tag_image
 from pipeline.environments import image_name
 from pipeline.errors import PipelineError
-from pipeline.process import last_line
+from pipeline.process import last_line, say
 
 CACHE_TAG = "cache"
 _PUSHED_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64})")
@@ -47,6 +47,19 @@ def repository(address: str, stage: str) -> str:
 
 def cache_reference(address: str, stage: str) -> str:
     return f"{repository(address, stage)}:{CACHE_TAG}"
+
+
+def layer_caches(address: str, stage_names: list[str] | tuple[str, ...]) -> list[str]:
+    """The layer caches the registry holds for these stages. One it does not hold yet (a
+    first build) is left out with one quiet line: asked for, BuildKit would print an ERROR
+    that reads as a failure and build all the same."""
+    held = []
+    for stage in stage_names:
+        if registry_api.has_manifest(address, image_name(stage), CACHE_TAG):
+            held.append(cache_reference(address, stage))
+        else:
+            say(f"no layer cache of {image_name(stage)} in the registry yet; building it whole")
+    return held
 
 
 def push_images(

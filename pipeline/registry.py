@@ -2,8 +2,13 @@
 
 `ensure_registry()` starts the container `dashtam-registry` from the selected image source
 (registry:3 upstream, the Debian stand-in in air-gapped mode), or reuses it when it already
-runs healthy as asked, and returns the address to push to: `localhost:<port>`. Docker trusts
-a registry on 127.0.0.0/8 without TLS, so pushing there needs no daemon configuration.
+runs healthy as asked, and returns the address to push to: `127.0.0.1:<port>` — never
+`localhost`, which may resolve to ::1 first, where anyone may listen. Docker trusts a registry
+on 127.0.0.0/8 without TLS, so pushing there needs no daemon configuration.
+
+It is ours alone: it answers only with this machine's credentials (pipeline.registry_credentials,
+given to Docker by `docker login`), so no other user or container can push a poisoned layer
+cache for the next cold build to import, and it refuses deletes.
 
 The container is published on 127.0.0.1 only and runs as 999:999 with a read-only root
 filesystem, no capabilities and no-new-privileges; the registry writes nowhere but its data
@@ -15,12 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline import engine, image_sources, preflight
+from pipeline import engine, image_sources, preflight, registry_credentials
 from pipeline.docker_client import (
     best_effort,
     container_output,
@@ -48,8 +54,20 @@ RUN_AS = "999:999"
 # never replaced or removed.
 ROLE_LABEL = "dashtam.role"
 ROLE = "registry"
-# Both images have a wget (BusyBox's) and /v2/ answers 200 once the registry serves.
-HEALTH_COMMAND = f"wget -q --spider http://127.0.0.1:{REGISTRY_PORT}/v2/"
+# Both images have a wget (BusyBox's). /v2/ asks for credentials now; the debug server's
+# health endpoint (both images serve it on 5001, inside the container only) says whether the
+# registry serves.
+DEBUG_PORT = 5001
+HEALTH_COMMAND = f"wget -q --spider http://127.0.0.1:{DEBUG_PORT}/debug/health"
+# Where the registry reads the htpasswd file, and the settings that make it ours alone (the
+# REGISTRY_<SECTION>_<KEY> variables both images read over their config file).
+HTPASSWD_IN_CONTAINER = "/auth/htpasswd"
+LOCKED_DOWN = {
+    "REGISTRY_AUTH": "htpasswd",
+    "REGISTRY_AUTH_HTPASSWD_REALM": "dashtam registry",
+    "REGISTRY_AUTH_HTPASSWD_PATH": HTPASSWD_IN_CONTAINER,
+    "REGISTRY_STORAGE_DELETE_ENABLED": "false",
+}
 HEALTHY_TIMEOUT_SECONDS = 60
 STOP_TIMEOUT_SECONDS = 10
 START_HINT = "rerun `nox -s registry`"
@@ -85,7 +103,7 @@ def registry_port() -> int:
 def ensure_registry(
     name: str = CONTAINER_NAME, volume: str = VOLUME_NAME, port: int | None = None
 ) -> str:
-    """Start the registry (or reuse the running one) and return its address, localhost:<port>.
+    """Start the registry (or reuse the running one) and return its address, 127.0.0.1:<port>.
 
     A container of this name that runs healthy from the selected image, on this port and
     volume, is reused as it is. One that differs, has stopped or is unhealthy is replaced;
@@ -134,7 +152,8 @@ def _start_or_reuse(name: str, volume: str, port: int | None) -> str:
     port = registry_port() if port is None else port
     source = image_sources.selected_source()
     image = image_sources.image_references(source)["REGISTRY_IMAGE"]
-    address = f"localhost:{port}"
+    address = f"{HOST_IP}:{port}"
+    login = registry_credentials.credentials()
     existing = inspect_container(name)
     if existing is not None:
         require_made_here(existing, name)
@@ -144,6 +163,7 @@ def _start_or_reuse(name: str, volume: str, port: int | None) -> str:
             and existing["State"]["Running"]
             and (health == "healthy" or wait_until_healthy(name) == "healthy")
         ):
+            ensure_logged_in(address, login)
             return address
     # The container being replaced may hold the port itself; anything else holding it stops
     # the start before the container is touched.
@@ -166,7 +186,24 @@ def _start_or_reuse(name: str, volume: str, port: int | None) -> str:
             f"the registry container {name} is {status} rather than healthy "
             f"({unhealthy_detail(name)}); see `docker logs {name}`, then {START_HINT}."
         )
+    ensure_logged_in(address, login)
     return address
+
+
+def ensure_logged_in(address: str, login: registry_credentials.Credentials) -> None:
+    """`docker login` to the registry, unless Docker already holds these credentials for it
+    (read from its config file: a no-op build asks no process)."""
+    config_folder = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
+    try:
+        stored = json.loads((config_folder / "config.json").read_text()).get("auths", {})
+    except (OSError, ValueError):
+        stored = {}
+    held = stored.get(address)
+    expected = login.authorization.removeprefix("Basic ")
+    if held is not None and held.get("auth") in (expected, None):
+        return  # these credentials, or a credential store Docker keeps them in
+    with translated(f"`docker login {address}`", f"check the registry, then {START_HINT}"):
+        docker().login(server=address, username=login.username, password=login.password)
 
 
 def stop_registry(name: str = CONTAINER_NAME) -> bool:
@@ -210,10 +247,20 @@ def is_as_asked(details: dict, image: str, volume: str, port: int) -> bool:
         for mount in details.get("Mounts") or []
         if mount.get("Destination") == DATA_DIRECTORY
     ]
+    settings = dict(
+        entry.split("=", 1) for entry in details["Config"].get("Env") or [] if "=" in entry
+    )
+    htpasswd = [
+        mount.get("Source")
+        for mount in details.get("Mounts") or []
+        if mount.get("Destination") == HTPASSWD_IN_CONTAINER
+    ]
     return (
         details["Config"].get("Image") == image
         and published(details) == [(HOST_IP, str(port))]
         and data_mounts == [volume]
+        and all(settings.get(key) == value for key, value in LOCKED_DOWN.items())
+        and htpasswd == [str(registry_credentials.htpasswd_file())]
     )
 
 
@@ -306,6 +353,9 @@ def start_container(name: str, image: str, volume: str, port: int) -> None:
             f"{HOST_IP}:{port}:{REGISTRY_PORT}",
             "--volume",
             f"{volume}:{DATA_DIRECTORY}:nocopy",
+            "--volume",
+            f"{registry_credentials.htpasswd_file()}:{HTPASSWD_IN_CONTAINER}:ro",
+            *(f"--env={key}={value}" for key, value in LOCKED_DOWN.items()),
             "--health-cmd",
             HEALTH_COMMAND,
             "--health-interval",

@@ -2,8 +2,9 @@
 image a digest holds, and give a manifest the registry already has one more tag — no layer
 is read or uploaded.
 
-Only the pipeline's own registry on localhost is spoken to here, in plain HTTP as Docker
-itself speaks to a registry on 127.0.0.0/8.
+Only the pipeline's own registry on 127.0.0.1 is spoken to here, in plain HTTP as Docker
+itself speaks to a registry on 127.0.0.0/8, with this machine's credentials
+(pipeline.registry_credentials).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import urllib.request
 from dataclasses import dataclass
 
 from pipeline.errors import PipelineError
+from pipeline.registry_credentials import credentials
 
 # The manifest types a `docker push` of the classic image store writes, and OCI's.
 MANIFEST_TYPES = (
@@ -53,7 +55,8 @@ def _manifest_request(method: str, address: str, name: str, reference: str):
 
 
 def _open(request: urllib.request.Request):
-    # A registry on localhost (the pipeline's own), which Docker also speaks plain HTTP to.
+    # The pipeline's own registry on 127.0.0.1, which Docker also speaks plain HTTP to.
+    request.add_header("Authorization", credentials().authorization)
     return urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS)  # noqa: S310
 
 

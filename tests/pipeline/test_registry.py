@@ -1,6 +1,7 @@
 """The pipeline's own OCI registry: started from the selected image source, pushed to over
-localhost, answering the registry API, hardened, reused while it runs, and keeping what was
-pushed in its volume when it is stopped and started again.
+127.0.0.1 with this machine's credentials (and refusing anyone without them), answering the
+registry API, hardened, reused while it runs, and keeping what was pushed in its volume when
+it is stopped and started again.
 
 Every test works on a registry of its own (a throwaway container name, volume and free
 port), never on the user's `dashtam-registry`, and removes it afterwards. The image pushed
@@ -30,6 +31,7 @@ from pipeline.errors import PipelineError
 from pipeline.image_sources import image_references, require_image_source
 from pipeline.preflight import require_engine
 from pipeline.registry import PORT_VARIABLE, ROLE, ROLE_LABEL, ensure_registry, stop_registry
+from pipeline.registry_credentials import credentials
 from tests.pipeline.conftest import docker_output, free_port, inspect
 
 pytestmark = pytest.mark.docker
@@ -125,12 +127,21 @@ def pushed(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iter
     return match[1]
 
 
-def api(registry: Registry, path: str, method: str = "GET", accept: str = "") -> tuple:
-    """(status, headers, body) of one request to the registry's API."""
+def api(
+    registry: Registry,
+    path: str,
+    method: str = "GET",
+    accept: str = "",
+    authenticated: bool = True,
+    data: bytes | None = None,
+) -> tuple:
+    """(status, headers, body) of one request to the registry's API, with this machine's
+    credentials unless `authenticated` is False."""
+    headers = {"Accept": accept} if accept else {}
+    if authenticated:
+        headers["Authorization"] = credentials().authorization
     request = urllib.request.Request(
-        f"http://{registry.address}{path}",
-        method=method,
-        headers={"Accept": accept} if accept else {},
+        f"http://{registry.address}{path}", method=method, headers=headers, data=data
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - http only
@@ -149,11 +160,61 @@ def manifest_digest(registry: Registry) -> str | None:
 # --- start, push, API ------------------------------------------------------------------------
 
 
-def test_address_is_localhost_on_the_port_asked(registry: Registry):
-    expected = f"localhost:{registry.port}"
+def test_address_is_127_0_0_1_on_the_port_asked(registry: Registry):
+    """Never `localhost`: it may resolve to ::1 first, where anyone may listen."""
+    expected = f"127.0.0.1:{registry.port}"
     assert registry.address == expected, (
         f"registry: address, expected {expected}, found {registry.address}"
     )
+
+
+def test_the_api_asks_for_credentials(registry: Registry):
+    status, headers, _ = api(registry, "/v2/", authenticated=False)
+    assert (status, "Basic" in headers.get("WWW-Authenticate", "")) == (401, True), (
+        f"registry: GET /v2/ without credentials, expected 401 asking for Basic, found "
+        f"{status} {headers.get('WWW-Authenticate')}"
+    )
+    assert api(registry, "/v2/")[0] == 200, "registry: GET /v2/ with the credentials refused"
+
+
+def test_a_push_without_credentials_is_refused_and_imports_nothing(
+    registry: Registry, tmp_path: Path
+):
+    """A poisoned layer cache pushed by someone without the credentials (a Docker config of
+    their own) is refused; the registry holds no such cache for a build to import."""
+    reference = f"{registry.address}/dashtam/production:cache"
+    one_file_image(tmp_path, reference)
+    stranger = tmp_path / "stranger-docker-config"
+    stranger.mkdir()
+    try:
+        pushed = subprocess.run(
+            ["docker", "--config", str(stranger), "push", reference],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        docker_quietly("image", "rm", reference)
+    said = (pushed.stdout + pushed.stderr).lower()
+    refused = any(words in said for words in ("unauthorized", "no basic auth credentials"))
+    assert pushed.returncode != 0 and refused, (
+        f"registry: an unauthenticated push, expected refused, found exit {pushed.returncode}: "
+        f"{pushed.stdout[-300:]} {pushed.stderr[-300:]}"
+    )
+    status, _, _ = api(
+        registry, "/v2/dashtam/production/manifests/cache", method="HEAD", accept=MANIFEST_TYPES
+    )
+    assert status == 404, f"registry: the refused cache is there (HTTP {status})"
+    from pipeline.pushing import layer_caches
+
+    assert layer_caches(registry.address, ["production"]) == [], "a build would import it"
+
+
+def test_deletes_are_refused(registry: Registry, pushed: str):
+    status, _, _ = api(registry, f"/v2/{REPOSITORY}/manifests/{pushed}", method="DELETE")
+    assert status in (405, 403), f"registry: DELETE of a manifest, expected refused, found {status}"
+    assert manifest_digest(registry) == pushed, "registry: the manifest is gone after a DELETE"
 
 
 def test_runs_the_selected_sources_image(registry: Registry):

@@ -23,6 +23,15 @@ BASE_ENVIRONMENT = {
 SETTING_NAMES = tuple(Settings.model_fields)
 
 
+@pytest.fixture(autouse=True)
+def own_config_and_cache_folders(tmp_path_factory, monkeypatch) -> None:
+    """The user's config and cache folders (registry credentials, the registry lock) are a
+    test's own: no unit test reads or writes the real ones."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
+
+
 def clear_cached_settings() -> None:
     get_settings.cache_clear()
     get_shared_settings.cache_clear()

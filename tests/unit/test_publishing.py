@@ -15,7 +15,7 @@ from pipeline.reports import record_path
 
 IMAGE = "sha256:" + "a" * 64
 OTHER = "sha256:" + "b" * 64
-ADDRESS = "localhost:5000"
+ADDRESS = "127.0.0.1:5000"
 DIGEST = "sha256:" + "c" * 64
 
 
@@ -115,11 +115,11 @@ def test_the_development_image_does_not_need_prods_verdict(reports):
 
 def test_one_image_verified_from_two_registries_is_one_image(reports):
     """The workflow's verify jobs each push to a registry of their own."""
-    write_record(reports, "prod", address="localhost:5001")
+    write_record(reports, "prod", address="127.0.0.1:5001")
     verified = publishing.verified_image("production", reports)
     assert verified.references == (
         reference("production"),
-        reference("production", "localhost:5001"),
+        reference("production", "127.0.0.1:5001"),
     )
 
 
@@ -132,9 +132,9 @@ class FakeManifest:
 def test_the_local_registry_must_hold_the_digest_verified(reports, monkeypatch):
     verified = publishing.verified_image("production", reports)
     with pytest.raises(
-        PipelineError, match=r"not one digest in the registry now at localhost:6000"
+        PipelineError, match=r"not one digest in the registry now at 127.0.0.1:6000"
     ):
-        publishing.verified_manifest(verified, "localhost:6000")
+        publishing.verified_manifest(verified, "127.0.0.1:6000")
     monkeypatch.setattr(registry_api, "fetch_manifest", lambda *arguments: FakeManifest(OTHER))
     with pytest.raises(PipelineError, match=r"is image sha256:bbbb.*not the sha256:aaaa"):
         publishing.verified_manifest(verified, ADDRESS)

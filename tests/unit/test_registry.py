@@ -4,19 +4,34 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline import registry
+from pipeline import registry, registry_credentials
 from pipeline.errors import PipelineError
 
 IMAGE = "dashtam-airgap/registry:2-debian13"
 VOLUME = "dashtam-registry-data"
 
 
-def inspected(image: str = IMAGE, host_ip: str = "127.0.0.1", port: str = "5000") -> dict:
+def inspected(
+    image: str = IMAGE,
+    host_ip: str = "127.0.0.1",
+    port: str = "5000",
+    settings: dict | None = None,
+    htpasswd: str | None = None,
+) -> dict:
     """The parts of `docker container inspect` the module reads."""
+    settings = registry.LOCKED_DOWN if settings is None else settings
+    htpasswd = str(registry_credentials.htpasswd_file()) if htpasswd is None else htpasswd
     return {
-        "Config": {"Image": image, "Labels": {registry.ROLE_LABEL: registry.ROLE}},
+        "Config": {
+            "Image": image,
+            "Labels": {registry.ROLE_LABEL: registry.ROLE},
+            "Env": [f"{key}={value}" for key, value in settings.items()],
+        },
         "HostConfig": {"PortBindings": {"5000/tcp": [{"HostIp": host_ip, "HostPort": port}]}},
-        "Mounts": [{"Type": "volume", "Name": VOLUME, "Destination": "/var/lib/registry"}],
+        "Mounts": [
+            {"Type": "volume", "Name": VOLUME, "Destination": "/var/lib/registry"},
+            {"Type": "bind", "Source": htpasswd, "Destination": registry.HTPASSWD_IN_CONTAINER},
+        ],
     }
 
 
@@ -40,17 +55,28 @@ def test_a_value_that_is_no_port_is_named_with_the_setting(
 
 
 @pytest.mark.parametrize(
-    ("details", "as_asked"),
+    ("changes", "as_asked"),
     [
-        (inspected(), True),
-        (inspected(image="registry:3.1.1"), False),
-        (inspected(host_ip="0.0.0.0"), False),  # noqa: S104 - a binding, not a listener
-        (inspected(port="5001"), False),
+        ({}, True),
+        ({"image": "registry:3.1.1"}, False),
+        ({"host_ip": "0.0.0.0"}, False),  # noqa: S104 - a binding, not a listener
+        ({"port": "5001"}, False),
+        ({"settings": {}}, False),
+        ({"settings": {**registry.LOCKED_DOWN, "REGISTRY_STORAGE_DELETE_ENABLED": "true"}}, False),
+        ({"htpasswd": "/tmp/someone-else-s"}, False),
     ],
-    ids=["same", "other-image", "other-host-ip", "other-port"],
+    ids=[
+        "same",
+        "other-image",
+        "other-host-ip",
+        "other-port",
+        "no authentication (an older pipeline's)",
+        "deletes enabled",
+        "another htpasswd file",
+    ],
 )
-def test_a_container_is_reused_only_as_asked(details: dict, as_asked: bool):
-    assert registry.is_as_asked(details, IMAGE, VOLUME, 5000) is as_asked
+def test_a_container_is_reused_only_as_asked(changes: dict, as_asked: bool):
+    assert registry.is_as_asked(inspected(**changes), IMAGE, VOLUME, 5000) is as_asked
 
 
 def test_a_container_on_another_volume_is_not_as_asked():
