@@ -134,8 +134,11 @@ logging.getLogger("uvicorn.access").addFilter(RedactCodeInAccessLog())
 
 
 @app.get("/health")
-def health() -> dict[str, str]:
-    """Liveness: the process serves HTTP. Touches no dependency."""
+def health(settings: Annotated[SharedSettings, Depends(get_shared_settings)]) -> dict[str, str]:
+    """Liveness: the process serves HTTP. Touches no dependency. In production it says only
+    that (the public port answers anyone; the version would tell them what to aim at)."""
+    if settings.APP_ENV == "production":
+        return {"status": "ok"}
     return {"status": "ok", "service": "callback", "version": __version__}
 
 

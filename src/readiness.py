@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from src.connections import connect_postgres, redis_client
@@ -22,6 +23,10 @@ DependencyCheck = Callable[[Settings], Awaitable[None]]
 UP = "up"
 DOWN = "down"
 REASON_MAX_LENGTH = 120
+# Readiness answers whoever reaches the port (the public one in production): one probe of
+# the dependencies serves every request for this long, so a flood of requests opens at most
+# one connection to each dependency a second.
+PROBE_INTERVAL_SECONDS = 1.0
 
 logger = logging.getLogger(__name__)
 
@@ -90,3 +95,35 @@ async def run_checks(checks: Mapping[str, DependencyCheck], settings: Settings) 
                 result = DOWN
         reported[name] = result
     return reported
+
+
+class SharedProbe:
+    """The last probe's results, reused while they are younger than the interval; requests
+    that arrive while a probe runs wait for it instead of starting their own."""
+
+    def __init__(self, interval_seconds: float = PROBE_INTERVAL_SECONDS) -> None:
+        self.interval_seconds = interval_seconds
+        self._lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._probed: tuple[object, float, dict[str, str]] | None = None
+
+    def _lock_of_this_loop(self) -> asyncio.Lock:
+        # A lock belongs to one event loop: the server has one, each test client its own.
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._loop is not loop:
+            self._lock, self._loop = asyncio.Lock(), loop
+        return self._lock
+
+    async def results(
+        self, checks: Mapping[str, DependencyCheck], settings: Settings
+    ) -> dict[str, str]:
+        # What was probed: these checks with these settings (a test swaps either).
+        key = (tuple(checks.items()), id(settings))
+        async with self._lock_of_this_loop():
+            if self._probed is not None:
+                probed_key, probed_at, found = self._probed
+                if probed_key == key and time.monotonic() - probed_at < self.interval_seconds:
+                    return dict(found)
+            found = await run_checks(checks, settings)
+            self._probed = (key, time.monotonic(), found)
+            return dict(found)

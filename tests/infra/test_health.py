@@ -68,8 +68,8 @@ def fetch(target, service: str, path: str):
         except OSError as error:
             return 0, repr(error), f"host {url}"
     url = network_url(scheme, service, path)
-    _, status, body = fetch_inside(target.host("app"), url)
-    return status, body, f"network {url} (from app)"
+    _, status, body = fetch_inside(target.host(service), url)
+    return status, body, f"network {url} (from {service}'s own)"
 
 
 def test_health_endpoint_answers_200(environment_name, endpoint, target):
@@ -77,6 +77,19 @@ def test_health_endpoint_answers_200(environment_name, endpoint, target):
     status, body, where = fetch(target, service, path)
     assert status == 200, mismatch(
         environment_name, service, f"GET {path} via {where}", 200, f"{status} {body[:200]}"
+    )
+
+
+def test_liveness_in_production_says_only_that_the_service_is_up(
+    environment_name, app_service, target
+):
+    """The public ports answer anyone: a version or an environment name is a hint to them."""
+    if target.environment.name != "prod":
+        pytest.skip(f"not applicable: {environment_name} is not production")
+    status, body, where = fetch(target, app_service, "/health")
+    found = json.loads(body) if status == 200 else f"{status} {body[:200]}"
+    assert found == {"status": "ok"}, mismatch(
+        environment_name, app_service, f"GET /health via {where}", {"status": "ok"}, found
     )
 
 
@@ -93,11 +106,11 @@ def test_callback_keeps_the_first_code_for_a_state(environment_name, target):
     """The same state delivered twice from inside the stack (a state no real provider
     issued, fresh for each run): stored once, then refused."""
     state = f"verify-{uuid.uuid4().hex}"
-    app = target.host("app")
+    callback = target.host("callback")
     scheme = target.environment.scheme
     statuses = [
         fetch_inside(
-            app, network_url(scheme, "callback", f"/oauth/callback?code={code}&state={state}")
+            callback, network_url(scheme, "callback", f"/oauth/callback?code={code}&state={state}")
         )[1]
         for code in (f"first-{uuid.uuid4().hex[:8]}", f"second-{uuid.uuid4().hex[:8]}")
     ]
@@ -112,8 +125,8 @@ def test_callback_keeps_the_first_code_for_a_state(environment_name, target):
 
 # What each of our services must reach and must not, where networks are by need.
 REACHES = {
-    "app": {("postgres", 5432): True, ("redis", 6379): True},
-    "callback": {("postgres", 5432): False, ("redis", 6379): True},
+    "app": {("postgres", 5432): True, ("redis", 6379): True, ("callback", 8182): False},
+    "callback": {("postgres", 5432): False, ("redis", 6379): True, ("app", 8000): False},
 }
 
 

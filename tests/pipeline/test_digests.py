@@ -31,6 +31,8 @@ import os
 import subprocess
 import urllib.request
 
+from pipeline.registry_credentials import credentials
+
 ACCEPT = (
     "application/vnd.docker.distribution.manifest.v2+json, "
     "application/vnd.oci.image.manifest.v1+json"
@@ -55,7 +57,8 @@ def test_our_services_run_the_digest_the_registry_serves():
         assert digest.startswith("sha256:"), f"{container['Name']} runs {reference}, not a digest"
         host, _, repository = name.partition("/")
         request = urllib.request.Request(
-            f"http://{host}/v2/{repository}/manifests/{digest}", headers={"Accept": ACCEPT}
+            f"http://{host}/v2/{repository}/manifests/{digest}",
+            headers={"Accept": ACCEPT, "Authorization": credentials().authorization},
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             served = json.load(response)["config"]["digest"]

@@ -99,6 +99,22 @@ CAUGHT_BY_A_CHECK = [
         ),
         id="a-venv-symlinked-to-another-folder-is-read-in-the-container-s-root",
     ),
+    pytest.param(
+        Variant(
+            key="callback-joins-the-app",
+            environment="ci",
+            breaks=lambda lab: lab.compose_file_with(
+                "ci",
+                (
+                    "    networks: [callback-front, callback-cache]\n",
+                    "    networks: [callback-front, callback-cache, app-front]\n",
+                ),
+            ),
+            caught_by="test_each_service_reaches_only_what_it_needs[ci-callback]",
+            still_passing=("test_callback_keeps_the_first_code_for_a_state",),
+        ),
+        id="the-callback-on-the-app-s-network-is-caught-reaching-it",
+    ),
 ]
 
 

@@ -29,6 +29,15 @@ def test_liveness_names_the_callback_service(callback_client: TestClient) -> Non
     assert response.json() == {"status": "ok", "service": "callback", "version": __version__}
 
 
+def test_in_production_liveness_names_nothing_but_up(
+    settings_environment, callback_client: TestClient
+) -> None:
+    settings_environment.setenv("APP_ENV", "production")
+    get_shared_settings.cache_clear()
+    response = callback_client.get("/health")
+    assert (response.status_code, response.json()) == (200, {"status": "ok"}), response.text
+
+
 def test_a_valid_callback_stores_the_code_with_the_configured_ttl(
     callback_client: TestClient, code_store: FakeCodeStore
 ) -> None:

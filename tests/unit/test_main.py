@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import pytest
 from fastapi.testclient import TestClient
 
 from src import __version__
 from src.main import app
-from src.readiness import dependency_checks, probe
+from src.readiness import PROBE_INTERVAL_SECONDS, dependency_checks, probe
 from src.settings import Settings, get_settings
 from tests.unit.conftest import clear_cached_settings
 
@@ -148,3 +149,52 @@ def test_outside_production_readiness_shows_the_driver_text_and_logs_it(
         "redis": f"down: RuntimeError: {DRIVER_TEXT}",
     }
     assert readiness_warnings(caplog) == [f"readiness: redis is down: RuntimeError: {DRIVER_TEXT}"]
+
+
+def test_in_production_liveness_names_no_version_or_environment(
+    settings_environment, app_client: TestClient
+) -> None:
+    settings_environment.setenv("APP_ENV", "production")
+    clear_cached_settings()
+    response = app_client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}, response.text
+
+
+def test_a_flood_of_readiness_requests_probes_each_dependency_at_most_once_a_second(
+    app_client: TestClient,
+) -> None:
+    probes = {"postgres": 0, "redis": 0}
+
+    def counting(name: str):
+        async def check(_settings: Settings) -> None:
+            probes[name] += 1
+
+        return check
+
+    use_checks(postgres=counting("postgres"), redis=counting("redis"))
+    started = time.monotonic()
+    answered = [app_client.get("/health/ready").status_code for _ in range(300)]
+    seconds = time.monotonic() - started
+    assert set(answered) == {200}, answered
+    # One probe for the first request, then at most one more for each second that passed.
+    allowed = 1 + int(seconds / PROBE_INTERVAL_SECONDS)
+    assert all(count <= allowed for count in probes.values()), (
+        f"{len(answered)} requests in {seconds:.2f} s probed {probes}; expected at most "
+        f"{allowed} each"
+    )
+
+
+def test_readiness_probes_again_once_its_answer_is_a_second_old(app_client: TestClient) -> None:
+    probes = []
+
+    async def check(_settings: Settings) -> None:
+        probes.append(time.monotonic())
+
+    use_checks(postgres=check, redis=answers)
+    app_client.get("/health/ready")
+    app_client.get("/health/ready")
+    assert len(probes) == 1, "a second request within the interval probed again"
+    time.sleep(PROBE_INTERVAL_SECONDS + 0.05)
+    app_client.get("/health/ready")
+    assert len(probes) == 2, "a request after the interval answered from an old probe"
