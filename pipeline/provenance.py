@@ -49,11 +49,15 @@ def commit_state() -> CommitState:
     return CommitState(head.stdout.strip() or None, not changes.stdout.strip())
 
 
-def files_digest(paths: list[Path]) -> str:
-    """sha256 over the files' paths (relative to the repository) and contents, in order."""
+def files_digest(paths: list[Path], names: list[str] | None = None) -> str:
+    """sha256 over the files' names and contents, in order: each named by its path in the
+    repository, or by the role given in `names` (an env file is the same input whether the
+    operator's copy or the template it was made from)."""
     digest = hashlib.sha256()
-    for path in paths:
-        name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+    for index, path in enumerate(paths):
+        name = (
+            names[index] if names else path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+        )
         digest.update(f"{name}\0".encode())
         digest.update(path.read_bytes() if path.is_file() else b"(missing)")
         digest.update(b"\0")
@@ -64,9 +68,13 @@ def suite_files() -> list[Path]:
     return [*sorted(SUITE_FOLDER.rglob("*.py")), *SUITE_READERS]
 
 
+# The roles of the files Compose reads for a stack: its compose file, the blocks it
+# extends, its env file.
+INPUT_ROLES = ["compose file", "common.yml", "env file"]
+
+
 def environment_inputs(environment: Environment, env_file: Path, compose_file: Path) -> list[Path]:
-    """The files Compose reads for a stack of the environment: its compose file, the blocks
-    it extends, its env file."""
+    """The files Compose reads for a stack of the environment, in INPUT_ROLES' order."""
     return [compose_file, compose_file.parent / "common.yml", env_file]
 
 
@@ -78,15 +86,26 @@ def binding(environment: Environment, env_file: Path, compose_file: Path) -> dic
         "clean": state.clean,
         "policy_sha256": files_digest(list(POLICY_FILES)),
         "suite_sha256": files_digest(suite_files()),
-        "inputs_sha256": files_digest(environment_inputs(environment, env_file, compose_file)),
+        "inputs_sha256": files_digest(
+            environment_inputs(environment, env_file, compose_file), INPUT_ROLES
+        ),
     }
 
 
 def verified_env_file(environment: Environment) -> Path:
     """The env file a verify run of the environment reads: the template for an operator's
-    environment (verify never reads the operator's own), else the environment's file."""
-    if environment.env_file_origin == "operator" and environment.template_file is not None:
-        return environment.template_file
+    environment (verify never reads the operator's own); the environment's own file, or the
+    template it is made from on first use when there is none yet (a fresh checkout, like the
+    workflow's publish job)."""
+    template = environment.template_file
+    if environment.env_file_origin == "operator" and template is not None:
+        return template
+    if (
+        environment.env_file_origin == "template"
+        and template
+        and not environment.env_file.is_file()
+    ):
+        return template
     return environment.env_file
 
 

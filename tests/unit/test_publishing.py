@@ -221,3 +221,24 @@ def test_the_source_label_names_the_origin_without_credentials(monkeypatch, orig
         provenance, "run", lambda *a, **k: subprocess.CompletedProcess([], 0, origin + "\n", "")
     )
     assert provenance.source_repository() == expected
+
+
+def test_a_fresh_checkout_binds_a_dev_record_to_the_template_its_env_file_is_made_from(
+    tmp_path, monkeypatch
+):
+    """The workflow's publish job has no env/.env.dev: the record a verify job made from the
+    template's copy must still be the one that is bound now; an edited copy is not."""
+    import shutil
+
+    from pipeline.environments import Environment
+
+    development = ENVIRONMENTS["dev"]
+    copy = tmp_path / ".env.dev"
+    shutil.copyfile(development.template_file, copy)
+    recorded = provenance.binding(development, copy, development.compose_file)
+    monkeypatch.setattr(Environment, "env_file", property(lambda self: tmp_path / "absent"))
+    assert provenance.verified_env_file(development) == development.template_file
+    assert provenance.differences(recorded, provenance.binding_of(development)) == []
+    copy.write_text(copy.read_text() + "APP_PORT=9999\n")
+    edited = provenance.binding(development, copy, development.compose_file)
+    assert provenance.differences(edited, recorded) == ["the environment's compose and env files"]
