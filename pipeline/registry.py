@@ -54,6 +54,8 @@ RUN_AS = "999:999"
 # never replaced or removed.
 ROLE_LABEL = "dashtam.role"
 ROLE = "registry"
+# The htpasswd the registry was started with: new credentials restart it.
+HTPASSWD_LABEL = "dashtam.htpasswd"
 # Both images have a wget (BusyBox's). /v2/ asks for credentials now; the debug server's
 # health endpoint (both images serve it on 5001, inside the container only) says whether the
 # registry serves.
@@ -261,6 +263,8 @@ def is_as_asked(details: dict, image: str, volume: str, port: int) -> bool:
         and data_mounts == [volume]
         and all(settings.get(key) == value for key, value in LOCKED_DOWN.items())
         and htpasswd == [str(registry_credentials.htpasswd_file())]
+        and (details["Config"].get("Labels") or {}).get(HTPASSWD_LABEL)
+        == registry_credentials.htpasswd_digest()
     )
 
 
@@ -340,6 +344,8 @@ def start_container(name: str, image: str, volume: str, port: int) -> None:
             name,
             "--label",
             f"{ROLE_LABEL}={ROLE}",
+            "--label",
+            f"{HTPASSWD_LABEL}={registry_credentials.htpasswd_digest()}",
             "--pull",
             "never",
             "--user",

@@ -10,6 +10,7 @@ registry's own user can read it through its bind mount (the folder keeps others 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import secrets
@@ -56,7 +57,8 @@ def htpasswd_file() -> Path:
 def credentials() -> Credentials:
     """This machine's registry credentials, made on first use (and the htpasswd beside them)."""
     path = credentials_file()
-    if not path.exists():
+    made = not path.exists()
+    if made:
         _write(path, json.dumps({"username": USERNAME, "password": secrets.token_urlsafe(32)}))
     try:
         stored = json.loads(path.read_text())
@@ -66,9 +68,18 @@ def credentials() -> Credentials:
             f"{path} cannot be read as the registry's credentials; move it aside and run again "
             "(new ones are made, and the registry restarted with them)."
         ) from None
-    if not htpasswd_file().exists():
+    if made or not htpasswd_file().exists():
+        # New credentials replace an htpasswd left from old ones (the registry, started with
+        # the old file's digest in a label, is then replaced: pipeline.registry).
+        htpasswd_file().unlink(missing_ok=True)
         _write(htpasswd_file(), htpasswd_line(found), HTPASSWD_FILE_MODE)
     return found
+
+
+def htpasswd_digest() -> str:
+    """A digest of the htpasswd file the registry is started with (made if missing)."""
+    credentials()
+    return hashlib.sha256(htpasswd_file().read_bytes()).hexdigest()[:16]
 
 
 def htpasswd_line(found: Credentials) -> str:

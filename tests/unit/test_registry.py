@@ -17,6 +17,7 @@ def inspected(
     port: str = "5000",
     settings: dict | None = None,
     htpasswd: str | None = None,
+    htpasswd_digest: str | None = None,
 ) -> dict:
     """The parts of `docker container inspect` the module reads."""
     settings = registry.LOCKED_DOWN if settings is None else settings
@@ -24,7 +25,10 @@ def inspected(
     return {
         "Config": {
             "Image": image,
-            "Labels": {registry.ROLE_LABEL: registry.ROLE},
+            "Labels": {
+                registry.ROLE_LABEL: registry.ROLE,
+                registry.HTPASSWD_LABEL: htpasswd_digest or registry_credentials.htpasswd_digest(),
+            },
             "Env": [f"{key}={value}" for key, value in settings.items()],
         },
         "HostConfig": {"PortBindings": {"5000/tcp": [{"HostIp": host_ip, "HostPort": port}]}},
@@ -64,6 +68,7 @@ def test_a_value_that_is_no_port_is_named_with_the_setting(
         ({"settings": {}}, False),
         ({"settings": {**registry.LOCKED_DOWN, "REGISTRY_STORAGE_DELETE_ENABLED": "true"}}, False),
         ({"htpasswd": "/tmp/someone-else-s"}, False),
+        ({"htpasswd_digest": "0" * 16}, False),
     ],
     ids=[
         "same",
@@ -73,6 +78,7 @@ def test_a_value_that_is_no_port_is_named_with_the_setting(
         "no authentication (an older pipeline's)",
         "deletes enabled",
         "another htpasswd file",
+        "started with credentials made before the ones now",
     ],
 )
 def test_a_container_is_reused_only_as_asked(changes: dict, as_asked: bool):

@@ -42,3 +42,16 @@ def test_an_unreadable_credentials_file_is_one_line():
     path.write_text("{not json")
     with pytest.raises(PipelineError, match=r"cannot be read.*move it aside"):
         registry_credentials.credentials()
+
+
+def test_new_credentials_replace_the_htpasswd_of_old_ones():
+    first = registry_credentials.credentials()
+    before = registry_credentials.htpasswd_digest()
+    registry_credentials.credentials_file().unlink()
+    second = registry_credentials.credentials()
+    assert second.password != first.password, "the same password was made again"
+    line = registry_credentials.htpasswd_file().read_text().strip()
+    assert bcrypt.checkpw(second.password.encode(), line.partition(":")[2].encode()), (
+        "the htpasswd still holds the old password's hash"
+    )
+    assert registry_credentials.htpasswd_digest() != before
