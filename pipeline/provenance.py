@@ -55,9 +55,10 @@ def files_digest(paths: list[Path], names: list[str] | None = None) -> str:
     operator's copy or the template it was made from)."""
     digest = hashlib.sha256()
     for index, path in enumerate(paths):
-        name = (
-            names[index] if names else path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
-        )
+        if names:
+            name = names[index]
+        else:
+            name = str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
         digest.update(f"{name}\0".encode())
         digest.update(path.read_bytes() if path.is_file() else b"(missing)")
         digest.update(b"\0")

@@ -115,6 +115,44 @@ CAUGHT_BY_A_CHECK = [
         ),
         id="the-callback-on-the-app-s-network-is-caught-reaching-it",
     ),
+    *(
+        pytest.param(
+            Variant(
+                key=key,
+                environment=environment,
+                breaks=lambda lab, dockerfile=dockerfile: lab.production_image_from(dockerfile),
+                caught_by=f"{check}[{environment}-app]",
+                still_passing=(f"{check}[{environment}-callback]",),
+            ),
+            id=f"{dockerfile.removesuffix('.Dockerfile')}-is-caught",
+        )
+        for key, environment, dockerfile, check in (
+            (
+                "appuser-1001",
+                "ci",
+                "appuser-renumbered.Dockerfile",
+                "test_appuser_is_uid_and_gid_1000",
+            ),
+            (
+                "dangling-link",
+                "ci",
+                "dangling-link-under-app.Dockerfile",
+                "test_symlinks_under_app_stay_inside_the_image",
+            ),
+            (
+                "setuid-python",
+                "ci",
+                "setuid-interpreter.Dockerfile",
+                "test_interpreter_is_neither_setuid_nor_writable",
+            ),
+            (
+                "liveness-version",
+                "prod",
+                "liveness-names-its-version.Dockerfile",
+                "test_liveness_in_production_says_only_that_the_service_is_up",
+            ),
+        )
+    ),
 ]
 
 
