@@ -70,13 +70,15 @@ def suite_files() -> list[Path]:
 
 
 # The roles of the files Compose reads for a stack: its compose file, the blocks it
-# extends, its env file.
-INPUT_ROLES = ["compose file", "common.yml", "env file"]
+# extends (dev, test and ci take Redis' users from redis-users.yml), its env file.
+SHARED_COMPOSE_FILES = ("common.yml", "redis-users.yml")
+INPUT_ROLES = ["compose file", *SHARED_COMPOSE_FILES, "env file"]
 
 
 def environment_inputs(environment: Environment, env_file: Path, compose_file: Path) -> list[Path]:
     """The files Compose reads for a stack of the environment, in INPUT_ROLES' order."""
-    return [compose_file, compose_file.parent / "common.yml", env_file]
+    shared = [compose_file.parent / name for name in SHARED_COMPOSE_FILES]
+    return [compose_file, *shared, env_file]
 
 
 def binding(environment: Environment, env_file: Path, compose_file: Path) -> dict:

@@ -15,6 +15,8 @@ import shlex
 
 from testinfra.host import Host
 
+from pipeline import redis_users
+
 # Folders whose programs count as the image's binaries (shells, coreutils, package managers).
 PROGRAM_FOLDERS = ("/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin")
 # Docker's embedded DNS server listens on 127.0.0.11 in every container on a user-defined
@@ -228,14 +230,18 @@ def users(host: Host) -> dict[str, int]:
     }
 
 
-def fetch(host: Host, url: str) -> list:
-    """[url, status, body] of a GET in the target's network (status 0: nothing answered).
-    TLS is not verified here: the certificate's checks belong to the host's own fetch."""
+def fetch(host: Host, url: str, json_body: str | None = None) -> list:
+    """[url, status, body] of a GET in the target's network (a POST of `json_body` when one
+    is given; status 0: nothing answered). TLS is not verified here: the certificate's checks
+    belong to the host's own fetch."""
     marker = f"dashtam-status-{secrets.token_hex(4)}:"
     # testinfra formats the command with %: curl's own %{http_code} is written %%.
     write_out = f"'\\n{marker}%%{{http_code}}'"
+    post = "--header 'Content-Type: application/json' --data %s " if json_body is not None else ""
     answer = host.run(
-        f"curl --silent --show-error --insecure --max-time 5 --write-out {write_out} %s", url
+        f"curl --silent --show-error --insecure --max-time 5 --write-out {write_out} {post}%s",
+        *([json_body] if json_body is not None else []),
+        url,
     )
     body, _, status = answer.stdout.rpartition(f"\n{marker}")
     if answer.rc != 0 or not status.strip().isdigit():
@@ -276,6 +282,50 @@ def redis_unauthenticated(host: Host) -> str:
     return lines[0] if lines else f"no answer: {reply.stderr.strip() or reply.rc}"
 
 
+def redis_replies(
+    host: Host, address: str, user: str, password: str, commands: list[str]
+) -> dict[str, str]:
+    """Redis' reply to each of `commands` (its first line), sent at `address` (HOST:PORT)
+    after logging in as `user`; "AUTH" is the login's own. `password` is the password, or
+    `file:PATH` to read it from a file of the target (then it never enters a command line)."""
+    name, _, port = address.rpartition(":")
+    if password.startswith("file:"):
+        login = f'P="$(cat {shlex.quote(password.removeprefix("file:"))})"; '
+    else:
+        login = f"P={shlex.quote(password)}; "
+    words = " ".join(shlex.quote(command) for command in commands)
+    sent = host.run(
+        f"{login}printf '%s\\r\\n' \"AUTH {shlex.quote(user)} $P\" {words} QUIT"
+        f" | nc -N -w {CONNECT_SECONDS} {shlex.quote(name)} {int(port)}"
+    )
+    replies = first_lines_of_replies(sent.stdout.replace("\r", "").splitlines())
+    if not replies:
+        return {"AUTH": f"no answer: {sent.stderr.strip() or sent.rc}"}
+    return dict(zip(["AUTH", *commands], replies, strict=False))
+
+
+def first_lines_of_replies(lines: list[str]) -> list[str]:
+    """The first line of each RESP reply in `lines`, a bulk string's or an array's body
+    skipped (the answers a refused command gets are one line each)."""
+    replies, index = [], 0
+
+    def skip_one() -> None:
+        nonlocal index
+        kind, body = lines[index][:1], lines[index][1:]
+        index += 1
+        if kind == "$" and body.lstrip("-").isdigit() and int(body) >= 0:
+            index += 1
+        elif kind == "*" and body.lstrip("-").isdigit():
+            for _ in range(max(int(body), 0)):
+                if index < len(lines):
+                    skip_one()
+
+    while index < len(lines):
+        replies.append(lines[index])
+        skip_one()
+    return replies
+
+
 def read_container(
     host: Host,
     *,
@@ -289,6 +339,9 @@ def read_container(
     connect: list[str] = (),
     postgres_user: str | None = None,
     redis: bool = False,
+    redis_acl_file: str | None = None,
+    redis_login: tuple[str, str, str] | None = None,
+    redis_refused: list[str] = (),
 ) -> dict:
     """Everything the policy and the report read of one container, through its host."""
     report: dict = {"processes": processes(host), "sockets": sockets(host), "mounts": mounts(host)}
@@ -318,4 +371,12 @@ def read_container(
         }
     if redis:
         report["redis"] = {"unauthenticated_ping": redis_unauthenticated(host)}
+        if redis_acl_file:
+            acl = host.file(redis_acl_file)
+            report["redis"]["acl_users"] = (
+                redis_users.users_in_acl_file(acl.content_string) if acl.is_file else None
+            )
+    if redis_login:
+        address, user, password = redis_login
+        report["redis_replies"] = redis_replies(host, address, user, password, list(redis_refused))
     return report

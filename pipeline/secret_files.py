@@ -2,37 +2,32 @@
 
 No secret of prod is an environment variable or a command-line argument, where `docker
 inspect` and `ps` would show it: PostgreSQL reads its password through POSTGRES_PASSWORD_FILE,
-Redis its users from an ACL file that holds only the password's SHA-256, and our services
-read theirs through *_FILE settings. The folder is named by DASHTAM_SECRETS_DIR.
+Redis its users (one per service, pipeline/redis_users.py) from an ACL file that holds only
+each password's SHA-256, and our services read theirs through *_FILE settings. The folder is
+named by DASHTAM_SECRETS_DIR.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
 from pathlib import Path
 
+from pipeline import redis_users
 from pipeline.errors import PipelineError
 
 # The env file variable naming the folder that holds the files below.
 SECRETS_DIR_VARIABLE = "DASHTAM_SECRETS_DIR"
 # File names, not secrets.
 POSTGRES_PASSWORD = "postgres_password"  # noqa: S105
-REDIS_PASSWORD = "redis_password"  # noqa: S105
+REDIS_PASSWORDS = redis_users.PASSWORD_FILES
 REDIS_USERS = "redis_users.acl"
-SECRET_FILES = (POSTGRES_PASSWORD, REDIS_PASSWORD, REDIS_USERS)
+SECRET_FILES = (POSTGRES_PASSWORD, *REDIS_PASSWORDS.values(), REDIS_USERS)
 
 # The folder holds the only copy on the host; each file is readable inside the containers
 # that mount it (PostgreSQL and Redis run as 999, our services as 1000).
 DIRECTORY_MODE = 0o700
 FILE_MODE = 0o444
-
-
-def redis_users(password: str) -> str:
-    """Redis' ACL file: the default user, every command, authenticated by the password's hash."""
-    digest = hashlib.sha256(password.encode()).hexdigest()
-    return f"user default on #{digest} ~* &* +@all\n"
 
 
 def write_secret_files(directory: Path) -> list[Path]:
@@ -48,12 +43,11 @@ def write_secret_files(directory: Path) -> list[Path]:
         # mkdir's mode passes through the umask; this folder is ours to set. A folder that
         # was already there keeps its own mode (`-- /tmp` must not change /tmp).
         directory.chmod(DIRECTORY_MODE)
-    postgres_password = secrets.token_urlsafe(24)
-    redis_password = secrets.token_urlsafe(24)
+    passwords = {user: secrets.token_urlsafe(24) for user in REDIS_PASSWORDS}
     contents = {
-        POSTGRES_PASSWORD: postgres_password + "\n",
-        REDIS_PASSWORD: redis_password + "\n",
-        REDIS_USERS: redis_users(redis_password),
+        POSTGRES_PASSWORD: secrets.token_urlsafe(24) + "\n",
+        **{REDIS_PASSWORDS[user]: password + "\n" for user, password in passwords.items()},
+        REDIS_USERS: redis_users.acl_file(passwords),
     }
     written: list[Path] = []
     try:
@@ -88,6 +82,6 @@ def secret_values(directory: Path) -> list[str]:
     never be: container configuration, command lines, image layers."""
     return [
         (directory / name).read_text().strip()
-        for name in (POSTGRES_PASSWORD, REDIS_PASSWORD)
+        for name in (POSTGRES_PASSWORD, *REDIS_PASSWORDS.values())
         if (directory / name).is_file()
     ]

@@ -1,8 +1,10 @@
 """The OAuth callback receiver: takes the provider's redirect and parks the code in Redis.
 
-`GET /oauth/callback?code=…&state=…` stores the code under `oauth:callback:<state>` for
-OAUTH_CODE_TTL_SECONDS, where the API picks it up by the state it issued. A state is
-single-use (OWASP OAuth 2.0 cheat sheet): its first code wins, a second one gets 409.
+`GET /oauth/callback?code=…&state=…` consumes a state the API issued and stores the code for
+the API in the same atomic step (src/oauth_states.py). A state nobody issued, one that
+expired, or one already used gets 400 and writes nothing: whoever learns a state cannot
+store a code of their own under it, and a replayed redirect is refused. Each client address
+has a request budget (429 with Retry-After past it).
 """
 
 from __future__ import annotations
@@ -10,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator
-from typing import Annotated, Protocol
+from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from src import __version__
-from src.connections import redis_client
+from src.oauth_states import OAuthStates, oauth_states
+from src.rate_limit import ClientRateLimit, enforce
 from src.settings import SharedSettings, get_shared_settings
 
 CODE_MAX_LENGTH = 512
@@ -29,7 +31,6 @@ ERROR_MAX_LENGTH = 64
 QUERY_MAX_BYTES = 2048
 # RFC 3986 unreserved characters: a state we issued never needs anything else.
 STATE_PATTERN = re.compile(r"[A-Za-z0-9_.~-]+")
-KEY_PREFIX = "oauth:callback:"
 
 RECEIVED_PAGE = """<!doctype html>
 <html lang="en">
@@ -37,10 +38,10 @@ RECEIVED_PAGE = """<!doctype html>
 <body><p>Authorization received, you can close this window.</p></body>
 </html>
 """
-ALREADY_RECEIVED_PAGE = """<!doctype html>
+UNKNOWN_STATE_PAGE = """<!doctype html>
 <html lang="en">
-<head><meta charset="utf-8"><title>Dashtam: authorization already received</title></head>
-<body><p>This authorization was already received. Start the sign-in again.</p></body>
+<head><meta charset="utf-8"><title>Dashtam: sign-in not recognised</title></head>
+<body><p>This sign-in is unknown, expired or already completed. Start the sign-in again.</p></body>
 </html>
 """
 # The URL carries the code: keep it out of caches and out of any Referer header.
@@ -66,40 +67,6 @@ class RedactCodeInAccessLog(logging.Filter):
             if isinstance(path, str):
                 record.args = (*record.args[:2], redact_code(path), *record.args[3:])
         return True
-
-
-class CodeStore(Protocol):
-    """The part of a Redis client the callback uses (a fake in the unit tests)."""
-
-    async def set(
-        self, name: str, value: str, ex: int | None = None, nx: bool = False
-    ) -> object: ...
-
-
-async def code_store(
-    settings: Annotated[SharedSettings, Depends(get_shared_settings)],
-) -> AsyncIterator[CodeStore]:
-    """A fresh Redis client per request, closed afterwards (no stale pool after an outage)."""
-    client = redis_client(settings)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-def callback_key(state: str) -> str:
-    """The Redis key the code for `state` is stored under."""
-    return f"{KEY_PREFIX}{state}"
-
-
-async def store_authorization_code(
-    store: CodeStore, state: str, code: str, ttl_seconds: int
-) -> bool:
-    """SET oauth:callback:<state> <code> NX EX <ttl_seconds>; False if the state has a code.
-
-    NX makes the check and the write one atomic step: two racing redirects cannot both win.
-    """
-    return bool(await store.set(callback_key(state), code, ex=ttl_seconds, nx=True))
 
 
 def validation_error(code: str | None, state: str | None) -> str | None:
@@ -129,6 +96,7 @@ def query_too_long() -> JSONResponse:
 
 
 app = FastAPI(title="Dashtam OAuth callback", version=__version__)
+redirects = ClientRateLimit()
 # uvicorn has configured its loggers by the time it imports this module.
 logging.getLogger("uvicorn.access").addFilter(RedactCodeInAccessLog())
 
@@ -146,12 +114,13 @@ def health(settings: Annotated[SharedSettings, Depends(get_shared_settings)]) ->
 async def oauth_callback(
     request: Request,
     settings: Annotated[SharedSettings, Depends(get_shared_settings)],
-    store: Annotated[CodeStore, Depends(code_store)],
+    states: Annotated[OAuthStates, Depends(oauth_states)],
     code: str | None = None,
     state: str | None = None,
     error: str | None = None,
 ) -> HTMLResponse | JSONResponse:
     """Validate the provider's redirect and store the code for the API; 503 if Redis is down."""
+    enforce(redirects, request, settings.RATE_LIMIT_PER_MINUTE)
     # Parameters nobody reads (error_description, error_uri, …) are bounded by this alone.
     if len(request.scope["query_string"]) > QUERY_MAX_BYTES:
         return query_too_long()
@@ -167,7 +136,7 @@ async def oauth_callback(
     assert code is not None and state is not None  # validated above; narrows the types
     try:
         stored = await asyncio.wait_for(
-            store_authorization_code(store, state, code, settings.OAUTH_CODE_TTL_SECONDS),
+            states.consume(state, code, settings.OAUTH_CODE_TTL_SECONDS),
             timeout=settings.DEPENDENCY_TIMEOUT_SECONDS,
         )
     except Exception:  # Redis down, slow or refusing: the code cannot be handed over
@@ -176,12 +145,9 @@ async def oauth_callback(
             status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
         )
     if not stored:
-        # A replayed or second redirect; the state is validated, so it is safe to log.
-        logger.warning(
-            "oauth callback: state %s already holds an authorization code; refused another",
-            state,
-        )
+        # Never issued, expired or replayed; the state is validated, so it is safe to log.
+        logger.warning("oauth callback: state %s is not one the API issued and left open", state)
         return HTMLResponse(
-            ALREADY_RECEIVED_PAGE, status_code=status.HTTP_409_CONFLICT, headers=RECEIVED_HEADERS
+            UNKNOWN_STATE_PAGE, status_code=status.HTTP_400_BAD_REQUEST, headers=RECEIVED_HEADERS
         )
     return HTMLResponse(RECEIVED_PAGE, headers=RECEIVED_HEADERS)

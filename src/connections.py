@@ -10,6 +10,7 @@ import pg8000.native
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.driver_info import DriverInfo
 
 from src.settings import Settings, SharedSettings
 
@@ -37,9 +38,12 @@ def redis_client(settings: SharedSettings) -> Redis:
     return Redis(
         host=settings.REDIS_HOST,
         port=settings.REDIS_PORT,
+        username=settings.REDIS_USER,
         password=password,
         socket_connect_timeout=settings.DEPENDENCY_TIMEOUT_SECONDS,
         socket_timeout=settings.DEPENDENCY_TIMEOUT_SECONDS,
         # One attempt: a readiness probe or a callback should fail fast, not back off.
         retry=Retry(NoBackoff(), 0),
+        # No CLIENT SETINFO on connect: a service's Redis user is not granted it.
+        driver_info=DriverInfo(name=None, lib_version=None),
     )

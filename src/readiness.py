@@ -105,7 +105,7 @@ class SharedProbe:
         self.interval_seconds = interval_seconds
         self._lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._probed: tuple[object, float, dict[str, str]] | None = None
+        self._probed: tuple[tuple, Settings, float, dict[str, str]] | None = None
 
     def _lock_of_this_loop(self) -> asyncio.Lock:
         # A lock belongs to one event loop: the server has one, each test client its own.
@@ -117,13 +117,18 @@ class SharedProbe:
     async def results(
         self, checks: Mapping[str, DependencyCheck], settings: Settings
     ) -> dict[str, str]:
-        # What was probed: these checks with these settings (a test swaps either).
-        key = (tuple(checks.items()), id(settings))
+        # What was probed: these checks with these very settings (a test swaps either; the
+        # object itself is kept, so a new one can never pass for it by reusing its id).
+        probed_checks = tuple(checks.items())
         async with self._lock_of_this_loop():
             if self._probed is not None:
-                probed_key, probed_at, found = self._probed
-                if probed_key == key and time.monotonic() - probed_at < self.interval_seconds:
+                last_checks, last_settings, probed_at, found = self._probed
+                if (
+                    last_checks == probed_checks
+                    and last_settings is settings
+                    and time.monotonic() - probed_at < self.interval_seconds
+                ):
                     return dict(found)
             found = await run_checks(checks, settings)
-            self._probed = (key, time.monotonic(), found)
+            self._probed = (probed_checks, settings, time.monotonic(), found)
             return dict(found)

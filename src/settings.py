@@ -85,6 +85,9 @@ class SharedSettings(BaseSettings):
 
     REDIS_HOST: str = "redis"
     REDIS_PORT: int = Field(default=6379, ge=1, le=65535)
+    # Each service logs in as a Redis user of its own (ACL), allowed only what it needs;
+    # unset means Redis' `default` user.
+    REDIS_USER: str | None = None
     REDIS_PASSWORD: SecretStr | None = None
     REDIS_PASSWORD_FILE: Path | None = None
 
@@ -95,6 +98,9 @@ class SharedSettings(BaseSettings):
     APP_TLS_KEY_FILE: Path | None = None
 
     OAUTH_CODE_TTL_SECONDS: int = Field(default=600, gt=0)
+    OAUTH_STATE_TTL_SECONDS: int = Field(default=600, gt=0)
+    # Requests a minute one client address may send to an endpoint that answers anyone.
+    RATE_LIMIT_PER_MINUTE: int = Field(default=30, gt=0)
     DEPENDENCY_TIMEOUT_SECONDS: float = Field(default=2.0, gt=0)
 
     @model_validator(mode="before")
@@ -128,7 +134,9 @@ class SharedSettings(BaseSettings):
                 )
         return data
 
-    @field_validator("REDIS_PASSWORD", "APP_TLS_CERT_FILE", "APP_TLS_KEY_FILE", mode="before")
+    @field_validator(
+        "REDIS_USER", "REDIS_PASSWORD", "APP_TLS_CERT_FILE", "APP_TLS_KEY_FILE", mode="before"
+    )
     @classmethod
     def _empty_means_unset(cls, value: Any) -> Any:
         return None if is_unset(value) else value
@@ -154,6 +162,11 @@ class Settings(SharedSettings):
     POSTGRES_PASSWORD: SecretStr
     POSTGRES_PASSWORD_FILE: Path | None = None
     POSTGRES_DB: str = Field(min_length=1)
+
+    # The providers a flow may start for, and how many states a window of
+    # OAUTH_STATE_TTL_SECONDS may issue (what bounds Redis' memory; see src/oauth_states.py).
+    OAUTH_PROVIDERS: frozenset[str] = frozenset({"schwab"})
+    OAUTH_STATE_BUDGET: int = Field(default=10_000, gt=0)
 
     @field_validator("POSTGRES_PASSWORD")
     @classmethod

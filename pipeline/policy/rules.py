@@ -9,6 +9,7 @@ import fnmatch
 import posixpath
 from collections.abc import Callable
 
+from pipeline import redis_users
 from pipeline.envfiles import is_secret_name
 from pipeline.environments import APP_GID, APP_UID, DATA_SERVICES, SERVICE_PORTS
 from pipeline.policy import Context, Control, Verdict, fails, not_applicable, passes
@@ -371,7 +372,12 @@ def secrets_as_files(view: ServiceView, control: Control, context: Context) -> V
         for name, value in view.environment.items()
         if value and (is_secret_name(name) or name in carriers)
     )
-    in_command = [word for word in view.command if word == "--requirepass"]
+    # `--requirepass X`, or a Redis user's password given as `>X` on the command line.
+    in_command = [
+        word if word == "--requirepass" else "a Redis password (>…)"
+        for word in view.command
+        if word == "--requirepass" or word.startswith(">")
+    ]
     leaked = [
         f"a secret value in {where}"
         for where, text in (
@@ -420,6 +426,72 @@ def _declared_authentication(view: ServiceView) -> Verdict:
     if view.service == "postgres":
         method = view.environment.get("POSTGRES_HOST_AUTH_METHOD", "")
         return fails("a password method", method, "environment") if method == "trust" else passes()
+    users = redis_users.users_in_command(view.command)
+    if "default" in users and _switch(users["default"]) == "off":
+        return passes()
     if not {"--requirepass", "--aclfile"} & set(view.command):
-        return fails("--requirepass or --aclfile", view.command or "no command", "command")
+        expected = "--requirepass, --aclfile or --user default off"
+        return fails(expected, view.command or "no command", "command")
     return passes()
+
+
+def _switch(rules: list[str]) -> str:
+    """A Redis user's last on/off: "off" when neither is given (Redis' own default)."""
+    return next((rule for rule in reversed(rules) if rule in ("on", "off")), "off")
+
+
+def _every_key_and_command(rules: list[str]) -> bool:
+    every_key = any(rule in ("~*", "%RW~*", "allkeys") for rule in rules)
+    granted = [i for i, rule in enumerate(rules) if rule in ("+@all", "allcommands")]
+    taken_back = granted and any(rule.startswith("-") for rule in rules[granted[-1] :])
+    return every_key and bool(granted) and not taken_back
+
+
+@rule("redis-users")
+def redis_users_rule(view: ServiceView, control: Control, context: Context) -> Verdict:
+    if context.environment is None:
+        return not_applicable("a project that is not the stack: its services' users are unknown")
+    if view.service == "redis":
+        return _redis_acl(view, control)
+    refused = control.parameters["refused"].get(view.service)
+    if refused is None:
+        return not_applicable(f"{view.service} does not log in to Redis")
+    if not view.running:
+        return not_applicable("judged on the running stack, with the service's own credentials")
+    replies = view.facts.get("redis_replies")
+    if replies is None:
+        return fails("REDIS_USER and its password", "no Redis user of its own", "environment")
+    expected = {"AUTH": "+OK", **dict.fromkeys(refused, "-NOPERM …")}
+    allowed = [
+        f"{command}: {replies.get(command, 'no reply')}"
+        for command in refused
+        if not replies.get(command, "").startswith("-NOPERM")
+    ]
+    if replies.get("AUTH") != "+OK" or allowed:
+        return fails(expected, replies)
+    return passes()
+
+
+def _redis_acl(view: ServiceView, control: Control) -> Verdict:
+    users = (view.facts.get("redis") or {}).get("acl_users") if view.running else None
+    if users is None and "--aclfile" in view.command:
+        if not view.running:
+            return not_applicable("its users are in an ACL file, a secret: judged when it runs")
+        return fails("the ACL file --aclfile names, readable", "unreadable", "command")
+    users = users if users is not None else redis_users.users_in_command(view.command)
+    expected_users = sorted(control.parameters["users"])
+    problems = []
+    if _switch(users.get("default", ["on"])) != "off":
+        problems.append("the default user is on")
+    if sorted(set(users) - {"default"}) != expected_users:
+        problems.append(f"users {sorted(set(users) - {'default'})}")
+    problems += [
+        f"{name} has every key and every command"
+        for name, rules in sorted(users.items())
+        if _switch(rules) == "on" and _every_key_and_command(rules)
+    ]
+    return _verdict(
+        problems,
+        f"default off, users {expected_users}, none with every key and every command",
+        "command",
+    )

@@ -42,6 +42,11 @@ def read_service(host: Host, service: str, environment: Environment | None, insp
     variables = dict(entry.split("=", 1) for entry in inspect["Config"].get("Env") or [])
     writable = load_policy().writable_paths.get(service, []) if ours else []
     tls_key = variables.get("APP_TLS_KEY_FILE") if ours else None
+    arguments = [inspect.get("Path", ""), *(inspect.get("Args") or [])]
+    acl_file = (
+        arguments[arguments.index("--aclfile") + 1] if "--aclfile" in arguments[:-1] else None
+    )
+    refused = load_policy().control("redis-users").parameters["refused"].get(service, [])
     return readings.read_container(
         host,
         app_uid=APP_UID,
@@ -55,7 +60,22 @@ def read_service(host: Host, service: str, environment: Environment | None, insp
         connect=["postgres:5432", "redis:6379"] if ours and environment is not None else [],
         postgres_user=variables.get("POSTGRES_USER", "postgres") if service == "postgres" else None,
         redis=service == "redis",
+        redis_acl_file=acl_file if service == "redis" else None,
+        redis_login=redis_login(variables) if refused and environment is not None else None,
+        redis_refused=refused,
     )
+
+
+def redis_login(variables: dict[str, str]) -> tuple[str, str, str] | None:
+    """Where and as whom one of our services logs in to Redis (src/settings.py's variables);
+    None when it names no user of its own."""
+    user = variables.get("REDIS_USER")
+    password_file = variables.get("REDIS_PASSWORD_FILE")
+    password = f"file:{password_file}" if password_file else variables.get("REDIS_PASSWORD")
+    if not user or not password:
+        return None
+    address = f"{variables.get('REDIS_HOST', 'redis')}:{variables.get('REDIS_PORT', '6379')}"
+    return address, user, password
 
 
 def evaluate_project(project: str, context_of: Callable[[str], Context]) -> list[Evaluation]:

@@ -8,7 +8,9 @@ import uuid
 import pytest
 
 from pipeline.environments import APP_SERVICES, DEV_CERTS
+from pipeline.policy.runtime import redis_login
 from pipeline.readings import fetch as fetch_inside
+from pipeline.readings import redis_replies
 from tests.infra.helpers import host_url, mismatch, network_url
 
 pytestmark = pytest.mark.docker
@@ -102,24 +104,59 @@ def test_readiness_reports_postgres_and_redis_up(environment_name, target):
     )
 
 
-def test_callback_keeps_the_first_code_for_a_state(environment_name, target):
-    """The same state delivered twice from inside the stack (a state no real provider
-    issued, fresh for each run): stored once, then refused."""
-    state = f"verify-{uuid.uuid4().hex}"
-    callback = target.host("callback")
-    scheme = target.environment.scheme
-    statuses = [
-        fetch_inside(
-            callback, network_url(scheme, "callback", f"/oauth/callback?code={code}&state={state}")
-        )[1]
-        for code in (f"first-{uuid.uuid4().hex[:8]}", f"second-{uuid.uuid4().hex[:8]}")
-    ]
-    assert statuses == [200, 409], mismatch(
+def app_redis_replies(target, commands: list[str]) -> dict[str, str]:
+    """Redis' replies to `commands`, sent as the app's own Redis user from the app's host."""
+    variables = dict(entry.split("=", 1) for entry in target.inspect("app")["Config"]["Env"])
+    login = redis_login(variables)
+    assert login, "the app names no Redis user of its own (REDIS_USER and its password)"
+    return redis_replies(target.host("app"), *login, commands)
+
+
+def test_the_callback_refuses_a_state_no_one_issued_and_writes_nothing(environment_name, target):
+    """Whoever learns or makes up a state cannot park a code under it: 400, and no key."""
+    state = f"never-issued-{uuid.uuid4().hex}"
+    url = network_url(
+        target.environment.scheme, "callback", f"/oauth/callback?code=c&state={state}"
+    )
+    status = fetch_inside(target.host("callback"), url)[1]
+    keys = f"EXISTS oauth:state:{state} oauth:code:{state}"
+    found = (status, app_redis_replies(target, [keys]).get(keys))
+    assert found == (400, ":0"), mismatch(
         environment_name,
         "callback",
-        "two deliveries of one state (first, second)",
-        [200, 409],
-        statuses,
+        f"a redirect with a state never issued, then {keys}",
+        (400, ":0"),
+        found,
+    )
+
+
+def test_an_issued_state_serves_one_redirect_and_its_code_is_read_once(environment_name, target):
+    """The flow across the stack: the API issues a state, the provider's redirect reaches the
+    callback (a second one is refused), the API hands the code over once."""
+    scheme = target.environment.scheme
+    app, callback = target.host("app"), target.host("callback")
+    started = fetch_inside(app, network_url(scheme, "app", "/oauth/schwab/start"), "{}")
+    assert started[1] == 201, mismatch(
+        environment_name, "app", "POST /oauth/schwab/start", 201, started[1:]
+    )
+    state, code = json.loads(started[2])["state"], f"code-{uuid.uuid4().hex[:12]}"
+    redirect = network_url(scheme, "callback", f"/oauth/callback?code={code}&state={state}")
+    deliveries = [fetch_inside(callback, redirect)[1] for _ in range(2)]
+    take = network_url(scheme, "app", "/oauth/schwab/code")
+    taken = [fetch_inside(app, take, json.dumps({"state": state}))[1:] for _ in range(2)]
+    found = (
+        deliveries,
+        taken[0][0],
+        json.loads(taken[0][1]) if taken[0][0] == 200 else taken[0][1],
+        taken[1][0],
+    )
+    expected = ([200, 400], 200, {"code": code}, 404)
+    assert found == expected, mismatch(
+        environment_name,
+        "app and callback",
+        "(two redirects, the code taken, taken again)",
+        expected,
+        found,
     )
 
 

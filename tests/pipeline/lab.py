@@ -26,6 +26,7 @@ from pipeline import stack as stacks
 from pipeline.environments import ROOT, image_name
 from pipeline.image_sources import image_references
 from pipeline.preflight import NO_ENGINE, engine_answers
+from pipeline.provenance import SHARED_COMPOSE_FILES
 from pipeline.stack import image_variable
 from pipeline.verification import infra_pytest_arguments
 
@@ -134,6 +135,11 @@ class Lab:
         self.image_from("production", dockerfile, files)
         self.run_stack_from_tag("callback")
 
+    def callback_image_from(self, dockerfile: str) -> None:
+        """A broken callback image beside the real production one."""
+        self.image_from("callback", dockerfile)
+        self.run_stack_from_tag("production")
+
     def context_copy(self) -> Path:
         """A copy of the Dockerfile's build context, to break before building from it."""
         context = self.tmp_path / "context"
@@ -171,7 +177,7 @@ class Lab:
 
         Relative paths in a compose file are relative to its folder, so `../` becomes the
         repository root: the copy mounts the same source and certificates as the original,
-        and finds the blocks it extends in a copy of compose/common.yml beside it.
+        and finds the blocks it extends in copies of the shared compose files beside it.
         """
         text = (ROOT / "compose" / f"docker-compose.{environment}.yml").read_text()
         for good, broken in changes:
@@ -179,7 +185,8 @@ class Lab:
             text = text.replace(good, broken)
         path = self.tmp_path / f"docker-compose.{environment}.selftest-{self.key}.yml"
         path.write_text(text.replace("../", f"{ROOT}/"))
-        shutil.copy2(ROOT / "compose" / "common.yml", self.tmp_path / "common.yml")
+        for name in SHARED_COMPOSE_FILES:
+            shutil.copy2(ROOT / "compose" / name, self.tmp_path / name)
         return path
 
     def verify(

@@ -12,6 +12,7 @@ unchanged, their data byte for byte.
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from pipeline import redis_users
 from pipeline.environments import ENVIRONMENTS, SERVICES
 from tests.pipeline.conftest import (
     OperatorProject,
@@ -37,7 +39,7 @@ pytestmark = pytest.mark.docker
 USERS_OWN = (ENVIRONMENTS["dev"].project, ENVIRONMENTS["test"].project)
 # What the workflow writes, so it can be told from anything else in the stores.
 PROBE_TABLE = "reliability_probe"
-PROBE_KEY = "reliability:probe"
+PROBE_KEY = "app:reliability:probe"  # the app's user reaches app:* keys
 
 
 def healths(project: str) -> dict[str, str]:
@@ -46,6 +48,15 @@ def healths(project: str) -> dict[str, str]:
 
 def container_of(project: str, service: str) -> str:
     return service_containers(project)[service]["Name"].lstrip("/")
+
+
+def as_app_in_redis(project: OperatorProject, command: str) -> str:
+    """A redis-cli line logged in as the app's Redis user, its password from the env file."""
+    variables = dict(
+        line.split("=", 1) for line in project.env_file.read_text().splitlines() if "=" in line
+    )
+    password = shlex.quote(variables[redis_users.PASSWORD_VARIABLES["app"]])
+    return f"REDISCLI_AUTH={password} redis-cli --user app {command}"
 
 
 def exec_in(project: str, service: str, script: str) -> str:
@@ -127,7 +138,7 @@ def written(workspace: Workspace, first_up: Run) -> Written:
         f"CREATE TABLE {PROBE_TABLE} (note text); INSERT INTO {PROBE_TABLE} VALUES ('{row}')"  # noqa: S608
     )
     exec_in(dev, "postgres", f'{PSQL} "{statements}"')
-    exec_in(dev, "redis", f"redis-cli SET {PROBE_KEY} {key_value}")
+    exec_in(dev, "redis", as_app_in_redis(workspace.dev, f"SET {PROBE_KEY} {key_value}"))
     return Written(row, key_value)
 
 
@@ -150,7 +161,7 @@ def restart(workspace: Workspace, written: Written) -> Restart:
     up_again = make(workspace.dev, "dev-up")
     assert_make_succeeded(up_again, "dev-up (again)")
     rows = exec_in(dev, "postgres", f'{PSQL} "SELECT note FROM {PROBE_TABLE}"')  # noqa: S608
-    key_value = exec_in(dev, "redis", f"redis-cli GET {PROBE_KEY}")
+    key_value = exec_in(dev, "redis", as_app_in_redis(workspace.dev, f"GET {PROBE_KEY}"))
     return Restart(down, volumes_before, objects_after_down, up_again, rows, key_value)
 
 

@@ -111,9 +111,22 @@ CAUGHT_BY_A_CHECK = [
                 ),
             ),
             caught_by="test_each_service_reaches_only_what_it_needs[ci-callback]",
-            still_passing=("test_callback_keeps_the_first_code_for_a_state",),
+            still_passing=("test_an_issued_state_serves_one_redirect_and_its_code_is_read_once",),
         ),
         id="the-callback-on-the-app-s-network-is-caught-reaching-it",
+    ),
+    pytest.param(
+        Variant(
+            key="callback-any-state",
+            environment="ci",
+            breaks=lambda lab: lab.callback_image_from("callback-takes-any-state.Dockerfile"),
+            caught_by="test_the_callback_refuses_a_state_no_one_issued_and_writes_nothing",
+            still_passing=(
+                "test_each_service_reaches_only_what_it_needs[ci-callback]",
+                "test_policy[ci-callback-redis-users]",
+            ),
+        ),
+        id="a-callback-storing-a-code-for-a-state-no-one-issued-is-caught",
     ),
     *(
         pytest.param(

@@ -36,7 +36,7 @@ CI_SERVICE = {
     "app": "    extends: {file: common.yml, service: api-service}\n",
     "callback": "    extends: {file: common.yml, service: our-service}\n",
     "postgres": "    extends: {file: common.yml, service: postgres}\n",
-    "redis": "    extends: {file: common.yml, service: redis}\n",
+    "redis": "    extends: {file: redis-users.yml, service: redis}\n",
 }
 
 
@@ -119,12 +119,8 @@ VARIANTS = [
             below("callback", 'security_opt: !override ["no-new-privileges:false"]'),
             below("postgres", "uts: host"),
             # Root instead of the data store's own user; the image's entrypoint would then
-            # drop root, so Redis is started directly and keeps it.
-            below("redis", 'user: "0:0"'),
-            (
-                '    command: [redis-server, --requirepass, "${REDIS_PASSWORD}", --save, ""]\n',
-                '    entrypoint: [redis-server, --requirepass, "${REDIS_PASSWORD}", --save, ""]\n',
-            ),
+            # drop root, so Redis is started directly (env runs the command) and keeps it.
+            below("redis", 'user: "0:0"', "entrypoint: [env]"),
         ),
         also_failing=frozenset(
             {
@@ -150,8 +146,8 @@ VARIANTS = [
         caught("app:listening-sockets", "callback:least-secrets"),
         compose=(
             (
-                "    environment: *service-environment\n",
-                "    environment:\n      <<: *service-environment\n"
+                "    environment: *callback-environment\n",
+                "    environment:\n      <<: *callback-environment\n"
                 "      POSTGRES_PASSWORD: ${POSTGRES_PASSWORD}\n",
             ),
         ),
@@ -207,10 +203,38 @@ VARIANTS = [
         caught("redis:secrets-as-files"),
         compose=(
             (
-                "    secrets: [redis_users, redis_password]\n",
-                "    secrets: [redis_users, redis_password]\n"
+                "    secrets: [redis_users, redis_health_password]\n",
+                "    secrets: [redis_users, redis_health_password]\n"
                 "    environment: {REDISCLI_AUTH: not-a-file}\n",
             ),
+        ),
+    ),
+    PolicyVariant(
+        "one-redis-user-for-everything",
+        "ci",
+        caught("callback:redis-users", "redis:redis-users"),
+        compose=(
+            # The callback logs in as the app: every key the app keeps is the callback's too.
+            (
+                "    environment: *callback-environment\n",
+                "    environment:\n      <<: *callback-environment\n"
+                "      REDIS_USER: app\n      REDIS_PASSWORD: ${REDIS_APP_PASSWORD}\n",
+            ),
+            # A user with every key and every command beside the services' own. The users
+            # come first; --syslog-ident takes the `redis-server` Compose's command starts with.
+            below(
+                "redis",
+                'entrypoint: [docker-entrypoint.sh, redis-server, --user, shared, "on", nopass,'
+                ' "~*", "&*", "+@all", --syslog-ident]',
+            ),
+        ),
+        # As the app, the callback may not run the script that consumes a state: the flow
+        # stops at the callback (503), and an unissued state gets 503 too, not 400.
+        also_failing=frozenset(
+            {
+                "test_the_callback_refuses_a_state_no_one_issued_and_writes_nothing",
+                "test_an_issued_state_serves_one_redirect_and_its_code_is_read_once",
+            }
         ),
     ),
     PolicyVariant(
@@ -227,15 +251,14 @@ VARIANTS = [
         "ci",
         caught("redis:processes-non-root"),
         compose=(
-            (
-                '    command: [redis-server, --requirepass, "${REDIS_PASSWORD}", --save, ""]\n',
-                '    user: "0:0"\n'
+            below(
+                "redis",
+                'user: "0:0"',
                 # A root child renames itself as runc's bootstrap and waits (no child of its
                 # own, which would show under its real name); Redis drops root as usual.
-                "    entrypoint: [sh, -c, \"sh -c 'mkfifo /tmp/hold; printf runc:[2:INIT] "
+                "entrypoint: [sh, -c, \"sh -c 'mkfifo /tmp/hold; printf runc:[2:INIT] "
                 "> /proc/self/comm; read held < /tmp/hold' & exec docker-entrypoint.sh "
-                '\\"$$@\\"", docker-entrypoint.sh]\n'
-                '    command: [redis-server, --requirepass, "${REDIS_PASSWORD}", --save, ""]\n',
+                '\\"$$@\\"", docker-entrypoint.sh]',
             ),
         ),
         also_failing=frozenset({"test_every_process_runs_as_the_service_user[ci-redis]"}),

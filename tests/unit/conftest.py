@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+import src.oauth_states
 from src import callback, main
 from src.settings import Settings, get_settings, get_shared_settings
 
@@ -53,44 +54,68 @@ def settings_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.Mon
     clear_cached_settings()
 
 
-class FakeCodeStore:
-    """An in-memory stand-in for the Redis client: remembers every SET and its expiry."""
+class FakeOAuthStates:
+    """An in-memory stand-in for src.oauth_states.OAuthStates, with the same rules: a code is
+    stored only for a state that was issued and not yet used; a code is read once."""
 
     def __init__(self) -> None:
-        self.entries: dict[str, tuple[str, int | None]] = {}
+        self.states: dict[str, str] = {}  # state -> provider
+        self.codes: dict[str, tuple[str, str, int]] = {}  # state -> (provider, code, ttl)
+        self.issued = 0
         self.failure: Exception | None = None
 
-    async def set(
-        self, name: str, value: str, ex: int | None = None, nx: bool = False
-    ) -> bool | None:
-        """Like redis-py: True when stored, None when NX finds the key already there."""
+    def _fail_if_down(self) -> None:
         if self.failure is not None:
             raise self.failure
-        if nx and name in self.entries:
+
+    async def issue(self, provider: str, ttl_seconds: int, budget: int) -> str | None:
+        self._fail_if_down()
+        self.issued += 1
+        if self.issued > budget:
             return None
-        self.entries[name] = (value, ex)
+        state = f"issued-{self.issued}"
+        self.states[state] = provider
+        return state
+
+    async def consume(self, state: str, code: str, ttl_seconds: int) -> bool:
+        self._fail_if_down()
+        provider = self.states.pop(state, None)
+        if provider is None:
+            return False
+        self.codes[state] = (provider, code, ttl_seconds)
         return True
+
+    async def take_code(self, provider: str, state: str) -> str | None:
+        self._fail_if_down()
+        stored = self.codes.pop(state, None)
+        return stored[1] if stored is not None and stored[0] == provider else None
 
 
 @pytest.fixture
-def app_client(settings_environment: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    """The API; tests choose its dependency checks through `app.dependency_overrides`."""
+def oauth_states() -> FakeOAuthStates:
+    return FakeOAuthStates()
+
+
+@pytest.fixture
+def app_client(
+    settings_environment: pytest.MonkeyPatch, oauth_states: FakeOAuthStates
+) -> Iterator[TestClient]:
+    """The API, keeping its states in `oauth_states`; tests choose its dependency checks
+    through `app.dependency_overrides`."""
+    main.app.dependency_overrides[src.oauth_states.oauth_states] = lambda: oauth_states
+    main.starts.clear()
     with TestClient(main.app) as client:
         yield client
     main.app.dependency_overrides.clear()
 
 
 @pytest.fixture
-def code_store() -> FakeCodeStore:
-    return FakeCodeStore()
-
-
-@pytest.fixture
 def callback_client(
-    settings_environment: pytest.MonkeyPatch, code_store: FakeCodeStore
+    settings_environment: pytest.MonkeyPatch, oauth_states: FakeOAuthStates
 ) -> Iterator[TestClient]:
-    """The callback receiver, storing codes in `code_store` instead of Redis."""
-    callback.app.dependency_overrides[callback.code_store] = lambda: code_store
+    """The callback receiver, consuming the states in `oauth_states` instead of Redis."""
+    callback.app.dependency_overrides[src.oauth_states.oauth_states] = lambda: oauth_states
+    callback.redirects.clear()
     with TestClient(callback.app) as client:
         yield client
     callback.app.dependency_overrides.clear()

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import copy
 
+from pipeline import redis_users
+from pipeline.policy import load_policy
+
 # How docker inspect and /proc write "every interface" (read here, never bound).
 EVERY_IPV4 = "0.0.0.0"  # noqa: S104
 TLS_DIR = "/srv/dashtam/tls"
@@ -60,12 +63,13 @@ _PROD_COMPOSE: dict[str, dict] = {
             "POSTGRES_PASSWORD_FILE": "/run/secrets/postgres_password",
             "POSTGRES_USER": "dashtam",
             "REDIS_HOST": "redis",
-            "REDIS_PASSWORD_FILE": "/run/secrets/redis_password",
+            "REDIS_PASSWORD_FILE": "/run/secrets/redis_app_password",
+            "REDIS_USER": "app",
         },
         "image": "dashtam/production:latest",
         "networks": {"cache": None, "database": None, "frontend": None},
         "ports": [{"mode": "ingress", "target": 8000, "published": "8443", "protocol": "tcp"}],
-        "secrets": [_secret("postgres_password"), _secret("redis_password")],
+        "secrets": [_secret("postgres_password"), _secret("redis_app_password")],
         "tmpfs": ["/tmp"],
         "user": "1000:1000",
         "volumes": [_TLS_VOLUME],
@@ -84,12 +88,13 @@ _PROD_COMPOSE: dict[str, dict] = {
             "APP_TLS_CERT_FILE": "/run/tls/tls.crt",
             "APP_TLS_KEY_FILE": "/run/tls/tls.key",
             "REDIS_HOST": "redis",
-            "REDIS_PASSWORD_FILE": "/run/secrets/redis_password",
+            "REDIS_PASSWORD_FILE": "/run/secrets/redis_callback_password",
+            "REDIS_USER": "callback",
         },
         "image": "dashtam/callback:latest",
         "networks": {"cache": None, "frontend": None},
         "ports": [{"mode": "ingress", "target": 8182, "published": "8182", "protocol": "tcp"}],
-        "secrets": [_secret("redis_password")],
+        "secrets": [_secret("redis_callback_password")],
         "tmpfs": ["/tmp"],
         "user": "1000:1000",
         "volumes": [_TLS_VOLUME],
@@ -143,7 +148,7 @@ _PROD_COMPOSE: dict[str, dict] = {
             "--maxmemory",
             "192mb",
             "--maxmemory-policy",
-            "volatile-ttl",
+            "noeviction",
         ],
         "deploy": {
             "resources": {"limits": {"cpus": 0.5, "memory": "268435456", "pids": 64}},
@@ -153,7 +158,8 @@ _PROD_COMPOSE: dict[str, dict] = {
         "healthcheck": {
             "test": [
                 "CMD-SHELL",
-                'REDISCLI_AUTH="$$(cat /run/secrets/redis_password)" redis-cli ping | grep -q PONG',
+                'REDISCLI_AUTH="$$(cat /run/secrets/redis_health_password)" '
+                "redis-cli --user health ping | grep -q PONG",
             ],
             "timeout": "3s",
             "interval": "5s",
@@ -163,7 +169,7 @@ _PROD_COMPOSE: dict[str, dict] = {
         },
         "image": "redis:8.2.1",
         "networks": {"cache": None},
-        "secrets": [_secret("redis_users"), _secret("redis_password")],
+        "secrets": [_secret("redis_users"), _secret("redis_health_password")],
         "user": "999:999",
         "volumes": [{"type": "volume", "source": "redis-data", "target": "/data", "volume": {}}],
     },
@@ -188,10 +194,11 @@ _CONTAINERS = {
         "args": ["-m", "src.entrypoint", "app"],
         "tmpfs": ["/tmp"],
         "volume": None,
-        "secrets": ["postgres_password", "redis_password"],
+        "secrets": ["postgres_password", "redis_app_password"],
         "environment": [
             "POSTGRES_PASSWORD_FILE=/run/secrets/postgres_password",
-            "REDIS_PASSWORD_FILE=/run/secrets/redis_password",
+            "REDIS_USER=app",
+            "REDIS_PASSWORD_FILE=/run/secrets/redis_app_password",
             "APP_TLS_KEY_FILE=/run/tls/tls.key",
         ],
         "healthcheck": ["CMD", "python", "-m", "src.healthcheck", "app"],
@@ -220,9 +227,9 @@ _CONTAINERS = {
         "args": ["redis-server", "--aclfile", "/run/secrets/redis_users"],
         "tmpfs": [],
         "volume": "/data",
-        "secrets": ["redis_users", "redis_password"],
+        "secrets": ["redis_users", "redis_health_password"],
         "environment": [],
-        "healthcheck": ["CMD-SHELL", "redis-cli ping | grep -q PONG"],
+        "healthcheck": ["CMD-SHELL", "redis-cli --user health ping | grep -q PONG"],
         "processes": [(1, "redis-server", 999)],
     },
 }
@@ -410,5 +417,16 @@ def container_facts(service: str = "app") -> dict:
             "wrong_password": "refused: 28P01",
         }
     if service == "redis":
-        facts["redis"] = {"unauthenticated_ping": "-NOAUTH Authentication required."}
+        facts["redis"] = {
+            "unauthenticated_ping": "-NOAUTH Authentication required.",
+            "acl_users": redis_users.users_in_acl_file(
+                redis_users.acl_file(dict.fromkeys(redis_users.RULES, "sample-password"))
+            ),
+        }
+    if service == "app":
+        refused = load_policy().control("redis-users").parameters["refused"]["app"]
+        facts["redis_replies"] = {
+            "AUTH": "+OK",
+            **dict.fromkeys(refused, "-NOPERM User app has no permissions"),
+        }
     return facts

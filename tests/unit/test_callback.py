@@ -1,4 +1,5 @@
-"""The OAuth callback receiver: validation, storage with the TTL, single use, Redis outages."""
+"""The OAuth callback receiver: validation, issued states only, single use, the per-client
+budget, Redis outages."""
 
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ from src.callback import (
     QUERY_MAX_BYTES,
     STATE_MAX_LENGTH,
     RedactCodeInAccessLog,
-    callback_key,
     redact_code,
 )
+from src.callback import app as callback_app
 from src.settings import get_shared_settings
-from tests.unit.conftest import FakeCodeStore
+from tests.unit.conftest import FakeOAuthStates
 
 pytestmark = pytest.mark.usefixtures("settings_environment")
 
@@ -38,24 +39,48 @@ def test_in_production_liveness_names_nothing_but_up(
     assert (response.status_code, response.json()) == (200, {"status": "ok"}), response.text
 
 
-def test_a_valid_callback_stores_the_code_with_the_configured_ttl(
-    callback_client: TestClient, code_store: FakeCodeStore
+def issued(oauth_states: FakeOAuthStates, *states: str, provider: str = "schwab") -> None:
+    """States as the API would have issued them."""
+    oauth_states.states.update(dict.fromkeys(states, provider))
+
+
+def test_a_callback_for_an_issued_state_stores_the_code_with_the_configured_ttl(
+    callback_client: TestClient, oauth_states: FakeOAuthStates
 ) -> None:
+    issued(oauth_states, "s-1")
     response = callback_client.get("/oauth/callback", params={"code": "abc/123", "state": "s-1"})
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/html")
     assert "Authorization received, you can close this window" in response.text
     assert response.headers["cache-control"] == "no-store"
     ttl = get_shared_settings().OAUTH_CODE_TTL_SECONDS
-    assert code_store.entries == {"oauth:callback:s-1": ("abc/123", ttl)}
+    assert oauth_states.codes == {"s-1": ("schwab", "abc/123", ttl)}
+    assert oauth_states.states == {}, "the state is used up"
 
 
 def test_the_ttl_comes_from_oauth_code_ttl_seconds(
-    settings_environment, callback_client: TestClient, code_store: FakeCodeStore
+    settings_environment, callback_client: TestClient, oauth_states: FakeOAuthStates
 ) -> None:
     settings_environment.setenv("OAUTH_CODE_TTL_SECONDS", "42")
+    issued(oauth_states, "s")
     callback_client.get("/oauth/callback", params={"code": "c", "state": "s"})
-    assert code_store.entries[callback_key("s")] == ("c", 42)
+    assert oauth_states.codes["s"] == ("schwab", "c", 42)
+
+
+def test_a_state_no_one_issued_gets_400_and_nothing_is_stored(
+    callback_client: TestClient, oauth_states: FakeOAuthStates, caplog: pytest.LogCaptureFixture
+) -> None:
+    issued(oauth_states, "issued-one")
+    with caplog.at_level(logging.WARNING, logger="src.callback"):
+        response = callback_client.get(
+            "/oauth/callback", params={"code": "attacker-code", "state": "never-issued"}
+        )
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("text/html")
+    assert "Start the sign-in again" in response.text
+    assert oauth_states.codes == {}
+    assert oauth_states.states == {"issued-one": "schwab"}
+    assert not [record for record in caplog.records if "attacker-code" in record.getMessage()]
 
 
 @pytest.mark.parametrize(
@@ -102,16 +127,21 @@ def test_the_ttl_comes_from_oauth_code_ttl_seconds(
     ],
 )
 def test_a_bad_callback_is_rejected_with_a_clear_message(
-    callback_client: TestClient, code_store: FakeCodeStore, params: dict, message: str
+    callback_client: TestClient, oauth_states: FakeOAuthStates, params: dict, message: str
 ) -> None:
+    issued(oauth_states, "s")
     response = callback_client.get("/oauth/callback", params=params)
     assert response.status_code == 400, response.text
     assert message in response.json()["detail"]
-    assert code_store.entries == {}
+    assert oauth_states.codes == {}
+    assert oauth_states.states == {"s": "schwab"}, "a rejected redirect does not use the state"
 
 
-def test_the_longest_allowed_code_and_state_are_accepted(callback_client: TestClient) -> None:
+def test_the_longest_allowed_code_and_state_are_accepted(
+    callback_client: TestClient, oauth_states: FakeOAuthStates
+) -> None:
     params = {"code": "c" * CODE_MAX_LENGTH, "state": "Az09_-.~" * (STATE_MAX_LENGTH // 8)}
+    issued(oauth_states, params["state"])
     assert callback_client.get("/oauth/callback", params=params).status_code == 200
 
 
@@ -138,54 +168,73 @@ def query_of_length(length: int) -> str:
 
 
 def test_a_query_string_over_the_bound_is_refused_at_the_first_byte_too_many(
-    callback_client: TestClient, code_store: FakeCodeStore
+    callback_client: TestClient, oauth_states: FakeOAuthStates
 ) -> None:
+    issued(oauth_states, "s")
     longest = callback_client.get(f"/oauth/callback?{query_of_length(QUERY_MAX_BYTES)}")
     assert longest.status_code == 200, longest.text
-    code_store.entries.clear()
+    oauth_states.codes.clear()
+    issued(oauth_states, "s")
     response = callback_client.get(f"/oauth/callback?{query_of_length(QUERY_MAX_BYTES + 1)}")
     assert response.status_code == 414, response.text
     assert response.json() == {"detail": f"the query string is longer than {QUERY_MAX_BYTES} bytes"}
-    assert code_store.entries == {}
+    assert oauth_states.codes == {}
 
 
-def test_a_state_keeps_its_first_code_and_a_second_delivery_gets_409(
-    callback_client: TestClient, code_store: FakeCodeStore, caplog: pytest.LogCaptureFixture
+def test_a_state_serves_one_redirect_and_a_replay_gets_400(
+    callback_client: TestClient, oauth_states: FakeOAuthStates, caplog: pytest.LogCaptureFixture
 ) -> None:
+    issued(oauth_states, "s-1")
     first = callback_client.get("/oauth/callback", params={"code": "first-code", "state": "s-1"})
     assert first.status_code == 200, first.text
     with caplog.at_level(logging.WARNING, logger="src.callback"):
         second = callback_client.get(
             "/oauth/callback", params={"code": "second-code", "state": "s-1"}
         )
-    assert second.status_code == 409, second.text
-    assert second.headers["content-type"].startswith("text/html")
-    assert "This authorization was already received" in second.text
-    assert "Start the sign-in again" in second.text
+    assert second.status_code == 400, second.text
+    assert "unknown, expired or already completed" in second.text
     assert second.headers["cache-control"] == "no-store"
     assert second.headers["referrer-policy"] == "no-referrer"
     ttl = get_shared_settings().OAUTH_CODE_TTL_SECONDS
-    assert code_store.entries == {"oauth:callback:s-1": ("first-code", ttl)}
+    assert oauth_states.codes == {"s-1": ("schwab", "first-code", ttl)}
     warnings = [record.getMessage() for record in caplog.records if record.name == "src.callback"]
     assert len(warnings) == 1, warnings
-    assert "state s-1 already holds an authorization code" in warnings[0]
+    assert "state s-1 is not one the API issued and left open" in warnings[0]
     logged = [record.getMessage() for record in caplog.records]
     assert not [line for line in logged if "first-code" in line or "second-code" in line]
 
 
+def test_one_address_past_its_budget_gets_429_with_retry_after_and_others_do_not(
+    settings_environment, callback_client: TestClient, oauth_states: FakeOAuthStates
+) -> None:
+    settings_environment.setenv("RATE_LIMIT_PER_MINUTE", "3")
+    issued(oauth_states, *(f"s-{n}" for n in range(5)))
+    answers = [
+        callback_client.get("/oauth/callback", params={"code": "c", "state": f"s-{n}"})
+        for n in range(4)
+    ]
+    assert [answer.status_code for answer in answers] == [200, 200, 200, 429]
+    assert 1 <= int(answers[-1].headers["retry-after"]) <= 60
+    assert "s-3" in oauth_states.states, "a refused request touches no state"
+    with TestClient(callback_app, client=("203.0.113.9", 50000)) as elsewhere:
+        other = elsewhere.get("/oauth/callback", params={"code": "c", "state": "s-4"})
+    assert other.status_code == 200, other.text
+
+
 def test_the_callback_needs_no_database_credentials(
-    settings_environment, callback_client: TestClient
+    settings_environment, callback_client: TestClient, oauth_states: FakeOAuthStates
 ) -> None:
     for name in ("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"):
         settings_environment.delenv(name)
+    issued(oauth_states, "s")
     response = callback_client.get("/oauth/callback", params={"code": "c", "state": "s"})
     assert response.status_code == 200, response.text
 
 
 def test_a_callback_answers_503_when_redis_is_down(
-    callback_client: TestClient, code_store: FakeCodeStore
+    callback_client: TestClient, oauth_states: FakeOAuthStates
 ) -> None:
-    code_store.failure = ConnectionError("Error 111 connecting to redis:6379")
+    oauth_states.failure = ConnectionError("Error 111 connecting to redis:6379")
     response = callback_client.get("/oauth/callback", params={"code": "c", "state": "s"})
     assert response.status_code == 503
     assert "redis unavailable" in response.json()["detail"]

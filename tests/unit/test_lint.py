@@ -331,8 +331,8 @@ def test_a_private_key_in_an_env_file_is_an_error(repo: Path) -> None:
 
 def test_a_secret_with_a_value_in_the_prod_template_is_an_error(repo: Path) -> None:
     template = repo / "env" / ".env.prod.example"
-    template.write_text(template.read_text() + "REDIS_PASSWORD=change-me\n")
-    line = line_of(template, "REDIS_PASSWORD=")
+    template.write_text(template.read_text() + "POSTGRES_PASSWORD=change-me\n")
+    line = line_of(template, "POSTGRES_PASSWORD=")
 
     findings = located(env_files.check_env_files(repo), "env/.env.prod.example", line)
 
@@ -704,22 +704,22 @@ def test_compose_reports_a_missing_required_variable_at_its_line(
     repo: Path, compose_plugin: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A value exported in the shell must not hide the one missing from the env file.
-    monkeypatch.setenv("REDIS_PASSWORD", "exported-in-the-shell")
+    monkeypatch.setenv("REDIS_APP_PASSWORD", "exported-in-the-shell")
     env_file = repo / "env" / ".env.ci"
     env_file.write_text(
         "".join(
             line
             for line in env_file.read_text().splitlines(keepends=True)
-            if not line.startswith("REDIS_PASSWORD=")
+            if not line.startswith("REDIS_APP_PASSWORD=")
         )
     )
     compose_file = repo / CI_COMPOSE
-    line = line_of(compose_file, "  REDIS_PASSWORD: ${REDIS_PASSWORD:?")
+    line = line_of(compose_file, "  REDIS_PASSWORD: ${REDIS_APP_PASSWORD:?")
 
     findings = located(compose_config.check_compose_config(repo), CI_COMPOSE, line)
 
     assert [finding.severity for finding in findings] == ["error"], findings
-    assert "required variable REDIS_PASSWORD" in findings[0].message
+    assert "required variable REDIS_APP_PASSWORD" in findings[0].message
 
 
 @pytest.mark.docker

@@ -1,4 +1,4 @@
-"""The API's liveness and readiness endpoints, with the dependency checks replaced."""
+"""The API's liveness, readiness and OAuth endpoints, with their dependencies replaced."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from src import __version__
 from src.main import app
 from src.readiness import PROBE_INTERVAL_SECONDS, dependency_checks, probe
 from src.settings import Settings, get_settings
-from tests.unit.conftest import clear_cached_settings
+from tests.unit.conftest import FakeOAuthStates, clear_cached_settings
 
 pytestmark = pytest.mark.usefixtures("settings_environment")
 
@@ -198,3 +198,74 @@ def test_readiness_probes_again_once_its_answer_is_a_second_old(app_client: Test
     time.sleep(PROBE_INTERVAL_SECONDS + 0.05)
     app_client.get("/health/ready")
     assert len(probes) == 2, "a request after the interval answered from an old probe"
+
+
+def test_starting_a_flow_issues_a_state_bound_to_the_provider(
+    app_client: TestClient, oauth_states: FakeOAuthStates
+) -> None:
+    response = app_client.post("/oauth/schwab/start")
+    assert response.status_code == 201, response.text
+    state = response.json()["state"]
+    assert response.json()["expires_in"] == get_settings().OAUTH_STATE_TTL_SECONDS
+    assert oauth_states.states == {state: "schwab"}
+
+
+def test_a_flow_for_an_unknown_provider_is_refused(
+    app_client: TestClient, oauth_states: FakeOAuthStates
+) -> None:
+    response = app_client.post("/oauth/nobody/start")
+    assert response.status_code == 404, response.text
+    assert response.json()["detail"] == "no OAuth provider 'nobody'"
+    assert oauth_states.states == {}
+
+
+def test_the_state_budget_spent_answers_503_with_retry_after(
+    settings_environment, app_client: TestClient, oauth_states: FakeOAuthStates
+) -> None:
+    settings_environment.setenv("OAUTH_STATE_BUDGET", "2")
+    clear_cached_settings()
+    statuses = [app_client.post("/oauth/schwab/start").status_code for _ in range(3)]
+    assert statuses == [201, 201, 503]
+    refused = app_client.post("/oauth/schwab/start")
+    assert refused.headers["retry-after"] == str(get_settings().OAUTH_STATE_TTL_SECONDS)
+    assert len(oauth_states.states) == 2
+
+
+def test_starts_from_one_address_past_its_budget_get_429(
+    settings_environment, app_client: TestClient
+) -> None:
+    settings_environment.setenv("RATE_LIMIT_PER_MINUTE", "2")
+    clear_cached_settings()
+    statuses = [app_client.post("/oauth/schwab/start").status_code for _ in range(3)]
+    assert statuses == [201, 201, 429]
+
+
+def test_the_code_is_handed_over_once_for_its_provider(
+    app_client: TestClient, oauth_states: FakeOAuthStates
+) -> None:
+    state = app_client.post("/oauth/schwab/start").json()["state"]
+    asyncio.run(oauth_states.consume(state, "the-code", 600))
+    first = app_client.post("/oauth/schwab/code", json={"state": state})
+    assert (first.status_code, first.json()) == (200, {"code": "the-code"}), first.text
+    again = app_client.post("/oauth/schwab/code", json={"state": state})
+    assert again.status_code == 404, again.text
+    assert "already read" in again.json()["detail"]
+
+
+def test_a_code_is_not_handed_over_for_a_state_of_another_provider(
+    settings_environment, app_client: TestClient, oauth_states: FakeOAuthStates
+) -> None:
+    settings_environment.setenv("OAUTH_PROVIDERS", '["schwab", "other"]')
+    clear_cached_settings()
+    oauth_states.codes["s"] = ("schwab", "the-code", 600)
+    response = app_client.post("/oauth/other/code", json={"state": "s"})
+    assert response.status_code == 404, response.text
+    assert oauth_states.codes == {}, "read once, whoever asked"
+
+
+def test_the_oauth_endpoints_answer_503_when_redis_is_down(
+    app_client: TestClient, oauth_states: FakeOAuthStates
+) -> None:
+    oauth_states.failure = ConnectionError("Error 111 connecting to redis:6379")
+    assert app_client.post("/oauth/schwab/start").status_code == 503
+    assert app_client.post("/oauth/schwab/code", json={"state": "s"}).status_code == 503

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from pipeline import redis_users
+from pipeline.policy import load_policy
 from tests.unit.policy_cases import (
     CASE_FIELDS,
     DOCKER_SOCKET,
@@ -24,6 +26,21 @@ from tests.unit.policy_cases import (
 from tests.unit.policy_samples import EVERY_IPV4, container_facts
 
 APP_POSTGRES = {"POSTGRES_PASSWORD": SECRET}
+PASSWORDS = dict.fromkeys(redis_users.RULES, SECRET)
+REDIS_USERS = redis_users.users_in_acl_file(redis_users.acl_file(PASSWORDS))
+APP_REFUSED = load_policy().control("redis-users").parameters["refused"]["app"]
+
+
+def acl_with(**users: str) -> dict:
+    """The running Redis' facts with its ACL users changed (NAME="RULE RULE …")."""
+    changed = {**REDIS_USERS, **{name: rules.split() for name, rules in users.items()}}
+    return {"unauthenticated_ping": "-NOAUTH Authentication required.", "acl_users": changed}
+
+
+def app_replies(**changed: str) -> dict:
+    replies = {"AUTH": "+OK", **dict.fromkeys(APP_REFUSED, "-NOPERM no permissions")}
+    return {**replies, **{command.replace("_", " "): reply for command, reply in changed.items()}}
+
 
 BASELINE = [
     case("an unprivileged container passes", "privileged", compose(), PASS),
@@ -250,7 +267,94 @@ BASELINE = [
         "data-store-authentication",
         compose("redis", command=["redis-server", "--appendonly", "yes"]),
         FAIL,
-        "--requirepass or --aclfile",
+        "--requirepass, --aclfile or --user default off",
+    ),
+    case(
+        "redis with its users as arguments, the default off, passes",
+        "data-store-authentication",
+        compose("redis", command=["redis-server", *redis_users.server_arguments(PASSWORDS)]),
+        PASS,
+    ),
+    case("redis's users, one per service, pass", "redis-users", running("redis"), PASS),
+    case(
+        "redis's default user on fails",
+        "redis-users",
+        running("redis", redis=acl_with(default="on nopass ~* +@all")),
+        FAIL,
+        "the default user is on",
+    ),
+    case(
+        "a redis user with every key and every command fails",
+        "redis-users",
+        running("redis", redis=acl_with(callback="on ~* &* +@all")),
+        FAIL,
+        "callback has every key and every command",
+    ),
+    case(
+        "every command taken back in part passes",
+        "redis-users",
+        running("redis", redis=acl_with(callback="on ~* +@all -@dangerous")),
+        PASS,
+    ),
+    case(
+        "one redis user shared by the services fails",
+        "redis-users",
+        running("redis", redis=acl_with(shared="on ~app:* +@read")),
+        FAIL,
+        "users ['app', 'callback', 'health', 'shared']",
+    ),
+    case(
+        "an unreadable ACL file fails",
+        "redis-users",
+        running("redis", redis={"unauthenticated_ping": "-NOAUTH", "acl_users": None}),
+        FAIL,
+        "unreadable",
+    ),
+    case(
+        "redis's users as arguments pass",
+        "redis-users",
+        compose("redis", command=["redis-server", *redis_users.server_arguments(PASSWORDS)]),
+        PASS,
+    ),
+    case(
+        "one password for everything (--requirepass) fails",
+        "redis-users",
+        compose("redis", command=["redis-server", "--requirepass", "x"]),
+        FAIL,
+        "the default user is on",
+    ),
+    case("an ACL file before it runs", "redis-users", compose("redis"), NA, "judged when it runs"),
+    case("the app refused what is not its own passes", "redis-users", running(), PASS),
+    case(
+        "the app allowed FLUSHALL fails",
+        "redis-users",
+        running(redis_replies=app_replies(FLUSHALL="+OK")),
+        FAIL,
+        "FLUSHALL",
+    ),
+    case(
+        "a service whose login fails proves nothing and fails",
+        "redis-users",
+        running(redis_replies=app_replies(AUTH="-WRONGPASS invalid username-password pair")),
+        FAIL,
+        "WRONGPASS",
+    ),
+    case(
+        "an app with no redis user of its own fails",
+        "redis-users",
+        running(redis_replies=None),
+        FAIL,
+        "no Redis user of its own",
+    ),
+    case("the callback before it runs", "redis-users", compose("callback"), NA, "running stack"),
+    case("postgres", "redis-users", compose("postgres"), NA, "does not log in to Redis"),
+    case(
+        "a project that is not the stack",
+        "redis-users",
+        compose("redis"),
+        NA,
+        "not the stack",
+        environment=None,
     ),
     case(
         "redis with no command fails",

@@ -67,7 +67,7 @@ def test_compose_mounts_are_volumes_tmpfs_and_secrets_as_read_only_binds():
         Mount("bind", TLS_DIR, "/run/tls", True),
         Mount("tmpfs", "", "/tmp", False),
         Mount("bind", "secret:postgres_password", "/run/secrets/postgres_password", True),
-        Mount("bind", "secret:redis_password", "/run/secrets/redis_password", True),
+        Mount("bind", "secret:redis_app_password", "/run/secrets/redis_app_password", True),
     ]
     assert app == expected, f"expected {expected}, found {app}"
 
@@ -248,7 +248,7 @@ def test_container_mounts_are_binds_volumes_and_tmpfs():
     expected = [
         Mount("bind", TLS_DIR, "/run/tls", True),
         Mount("bind", f"{SECRETS_DIR}/postgres_password", "/run/secrets/postgres_password", True),
-        Mount("bind", f"{SECRETS_DIR}/redis_password", "/run/secrets/redis_password", True),
+        Mount("bind", f"{SECRETS_DIR}/redis_app_password", "/run/secrets/redis_app_password", True),
         Mount("tmpfs", "", "/tmp", False),
     ]
     assert mounts == expected, f"expected {expected}, found {mounts}"

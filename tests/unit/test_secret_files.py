@@ -29,15 +29,16 @@ def test_two_sets_never_share_a_password(tmp_path: Path) -> None:
     ), "two fresh sets: expected different passwords"
 
 
-def test_the_redis_acl_holds_the_password_hash_not_the_password(tmp_path: Path) -> None:
+def test_the_redis_acl_holds_each_user_s_password_hash_not_the_password(tmp_path: Path) -> None:
     secret_files.write_secret_files(tmp_path)
-    password = (tmp_path / secret_files.REDIS_PASSWORD).read_text().strip()
     acl = (tmp_path / secret_files.REDIS_USERS).read_text()
-    assert password not in acl, "redis_users.acl: expected no plain password"
-    assert f"#{hashlib.sha256(password.encode()).hexdigest()}" in acl, (
-        f"redis_users.acl: expected the password's SHA-256, found {acl!r}"
-    )
-    assert acl.startswith("user default on "), f"redis_users.acl: found {acl!r}"
+    assert acl.startswith("user default off "), f"redis_users.acl: found {acl!r}"
+    for user, name in secret_files.REDIS_PASSWORDS.items():
+        password = (tmp_path / name).read_text().strip()
+        assert password not in acl, f"redis_users.acl: expected no plain password of {user}"
+        assert f"user {user} on #{hashlib.sha256(password.encode()).hexdigest()} " in acl, (
+            f"redis_users.acl: expected the SHA-256 of {name} for {user}, found {acl!r}"
+        )
 
 
 def test_an_existing_secret_file_is_never_overwritten(tmp_path: Path) -> None:
@@ -46,13 +47,13 @@ def test_an_existing_secret_file_is_never_overwritten(tmp_path: Path) -> None:
     with pytest.raises(PipelineError, match="already exists; the secrets there are kept"):
         secret_files.write_secret_files(tmp_path)
     assert kept.read_text() == "the operator's own\n"
-    assert not (tmp_path / secret_files.REDIS_PASSWORD).exists()
+    assert not (tmp_path / secret_files.REDIS_USERS).exists()
 
 
 def test_secret_values_are_the_passwords(tmp_path: Path) -> None:
     secret_files.write_secret_files(tmp_path)
     values = secret_files.secret_values(tmp_path)
-    assert len(values) == 2 and all(len(value) >= 24 for value in values), values
+    assert len(values) == 4 and all(len(value) >= 24 for value in values), values
 
 
 def test_a_symlink_at_a_secret_s_name_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
@@ -66,7 +67,7 @@ def test_a_symlink_at_a_secret_s_name_is_refused_and_its_target_untouched(tmp_pa
     assert elsewhere.read_text() == "not a secret\n", "the symlink's target was written"
     # A dangling one passes for absent; the file is still not created through it.
     (folder / secret_files.REDIS_USERS).unlink()
-    (folder / secret_files.REDIS_PASSWORD).symlink_to(tmp_path / "dangling")
+    (folder / secret_files.REDIS_PASSWORDS["callback"]).symlink_to(tmp_path / "dangling")
     with pytest.raises(PipelineError, match=r"appeared while the secrets were written"):
         secret_files.write_secret_files(folder)
     assert not (tmp_path / "dangling").exists(), "a file was created through a dangling symlink"
