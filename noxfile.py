@@ -103,13 +103,21 @@ def build_all(session: nox.Session) -> None:
 @nox.session(tags=["verify"], allow_parallel=True)
 @nox.parametrize("environment_name", ENVIRONMENT_PARAMS)
 def verify(session: nox.Session, environment_name: str) -> None:
-    """Boot one environment, run tests/infra against it, report, tear down (-- --keep)."""
+    """Boot one environment, run tests/infra against it, report, tear down (-- --keep;
+    -- --images FOLDER boots the images `save-images` wrote there instead of building)."""
     install_groups(session, "pipeline")
     from pipeline.verification import infra_pytest_arguments
     from pipeline.verification import verify as verify_environment
 
     keep = "--keep" in session.posargs
     pytest_args = [arg for arg in session.posargs if arg != "--keep"]
+    images_from = None
+    if "--images" in pytest_args:
+        at = pytest_args.index("--images")
+        if at + 1 >= len(pytest_args):
+            session.error("usage: --images FOLDER (the folder `nox -s save-images` wrote)")
+        images_from = Path(pytest_args[at + 1]).resolve()
+        del pytest_args[at : at + 2]
 
     def run_checks(suite_variables: dict[str, str], junit) -> int:
         """pytest's exit status: the verdict needs it, not only whether it passed."""
@@ -121,7 +129,11 @@ def verify(session: nox.Session, environment_name: str) -> None:
 
     with pipeline_errors(session):
         outcome = verify_environment(
-            environment_name, run_checks, keep=keep, arguments=tuple(pytest_args)
+            environment_name,
+            run_checks,
+            keep=keep,
+            images_from=images_from,
+            arguments=tuple(pytest_args),
         )
     if not outcome.passed:
         session.error(
@@ -190,6 +202,34 @@ def sbom(session: nox.Session) -> None:
     with pipeline_errors(session):
         for path in write_sboms(images, REPORTS / "sbom"):
             session.log(summary(path, ROOT))
+
+
+@nox.session(name="save-images", python=False, default=False)
+def save_images(session: nox.Session) -> None:
+    """Write the images this checkout built that an environment runs to FOLDER (-- FOLDER),
+    each with its image ID: what the workflow's build jobs hand on."""
+    from pipeline.promotion import save_images as save
+
+    if len(session.posargs) != 1:
+        session.error("usage: nox -s save-images -- FOLDER")
+    with pipeline_errors(session):
+        written = save(Path(session.posargs[0]).resolve())
+    session.log(", ".join(path.name for path in written) or "no image that runs was built here")
+
+
+@nox.session(name="load-images", python=False, default=False)
+def load_images(session: nox.Session) -> None:
+    """Load the images `save-images` wrote to FOLDER (-- FOLDER), each checked to be the
+    image its record names, as dashtam/<stage>:latest: what publish then pushes."""
+    from pipeline.images import images_that_run
+    from pipeline.promotion import load_images as load
+
+    if len(session.posargs) != 1:
+        session.error("usage: nox -s load-images -- FOLDER")
+    with pipeline_errors(session):
+        loaded = load(Path(session.posargs[0]).resolve(), images_that_run())
+    for stage, image in loaded.items():
+        session.log(f"{stage}: {image}")
 
 
 @nox.session(python=False, default=False)

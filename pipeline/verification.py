@@ -136,6 +136,7 @@ def verify(
     *,
     keep: bool = False,
     build: bool = True,
+    images_from: Path | None = None,
     compose_file: Path | None = None,
     arguments: tuple[str, ...] = (),
 ) -> VerifyOutcome:
@@ -147,9 +148,12 @@ def verify(
     (<registry>/dashtam/<stage>@sha256:…), which the report names: another checkout building
     at the same time cannot swap them. They also carry a local tag of this run's own
     (verify-<id>), removed with the stack, so no image prune takes them mid-run. The stack is
-    torn down after success, failure, Ctrl-C or SIGTERM, unless `keep`.
+    torn down after success, failure, Ctrl-C or SIGTERM, unless `keep`. `images_from`: a
+    folder `nox -s save-images` wrote; its images are booted instead of a build
+    (pipeline.promotion), the same way.
     """
-    from pipeline import images, reports  # the suite imports this module's names only
+    # The suite imports this module's names only: these stay out of its imports.
+    from pipeline import images, promotion, reports
 
     environment = environment_named(environment_name)
     if build:
@@ -157,7 +161,9 @@ def verify(
     run_id = uuid.uuid4().hex[:8]
     run_tag = f"verify-{run_id}" if build else None
     built = {}
-    if build:
+    if build and images_from is not None:
+        built = promotion.promoted_references(images_from, environment.stages, run_tag)
+    elif build:
         results = images.build_stages(environment.stages, show=False, extra_tags=(run_tag,))
         built = {result.stage: result.reference for result in results}
     exit_code: int | None = None

@@ -7,6 +7,7 @@ the workflow files as YAML (and as text, for the `# vX.Y.Z` comments YAML drops)
 
 from __future__ import annotations
 
+import copy
 import functools
 import io
 import json
@@ -410,10 +411,21 @@ def test_only_main_publishes_and_only_after_every_build_and_verify_passed():
         )
 
 
+# A newer push to a pull request supersedes its run; a run on main (between its push to GHCR
+# and its attestations) or a scheduled one is never cut off.
+CANCEL_IN_PROGRESS = {
+    "pipeline.yml": "${{ github.event_name == 'pull_request' }}",
+    "weekly.yml": False,
+}
+
+
 @pytest.mark.parametrize("workflow_name", sorted(WORKFLOWS))
-def test_a_newer_run_cancels_the_older_one_on_the_same_ref(workflow_name):
+def test_only_a_pull_request_s_newer_run_cancels_the_older_one(workflow_name):
     concurrency = WORKFLOWS[workflow_name].get("concurrency")
-    expected = {"group": "${{ github.workflow }}-${{ github.ref }}", "cancel-in-progress": True}
+    expected = {
+        "group": "${{ github.workflow }}-${{ github.ref }}",
+        "cancel-in-progress": CANCEL_IN_PROGRESS[workflow_name],
+    }
     assert concurrency == expected, (
         f"{workflow_name}: concurrency expected {expected}, found {concurrency!r}"
     )
@@ -478,29 +490,196 @@ def test_run_scripts_take_no_template_expansions(workflow_name):
         )
 
 
+def matrix_job(workflow: dict, fan_out: str) -> dict:
+    """The job that fans out over the sessions job's `build` or `verify` output."""
+    job_id = next(
+        job_id for job_id, name in job_ids_with_matrix(workflow).items() if name == fan_out
+    )
+    return workflow["jobs"][job_id]
+
+
+def step_using(job: dict, action: str) -> list[dict]:
+    return [step for step in job["steps"] if step.get("uses", "").split("@")[0] == action]
+
+
+# buildx by version, and the BuildKit image it runs by digest: a moved tag changes nothing.
+BUILDX_VERSION = re.compile(r"v\d+\.\d+\.\d+")
+BUILDKIT_BY_DIGEST = re.compile(r"image=moby/buildkit:v\d+\.\d+\.\d+@sha256:[0-9a-f]{64}")
+
+
+def build_job_problems(job: dict) -> list[str]:
+    """What keeps a build job from handing on exactly what a pinned BuildKit built."""
+    problems = []
+    buildx = step_using(job, "docker/setup-buildx-action")
+    options = buildx[0].get("with", {}) if len(buildx) == 1 else {}
+    if not BUILDX_VERSION.fullmatch(str(options.get("version", ""))):
+        problems.append(f"buildx version expected vX.Y.Z, found {options.get('version')!r}")
+    if not BUILDKIT_BY_DIGEST.fullmatch(str(options.get("driver-opts", "")).strip()):
+        problems.append(f"BuildKit image expected by digest, found {options.get('driver-opts')!r}")
+    if not step_using(job, "crazy-max/ghaction-github-runtime"):
+        problems.append("no ghaction-github-runtime step (the gha cache needs it)")
+    if job.get("env", {}).get("DASHTAM_BUILDX_CACHE") != "gha":
+        problems.append("DASHTAM_BUILDX_CACHE is not gha")
+    scripts = [step.get("run", "") for step in job["steps"]]
+    if "uv run --group pipeline nox --sessions save-images -- images" not in scripts:
+        problems.append("no save-images step")
+    uploaded = {
+        step["with"].get("name"): step["with"].get("path")
+        for step in step_using(job, "actions/upload-artifact")
+    }
+    if uploaded.get("images-${{ matrix.session }}") != "images/":
+        problems.append(f"the images are not uploaded as images-<session>: {uploaded}")
+    return problems
+
+
+def verify_job_problems(job: dict) -> list[str]:
+    """What lets a verify job boot anything but the images the build jobs handed on."""
+    problems = []
+    if step_using(job, "docker/setup-buildx-action"):
+        problems.append("a buildx step: a verify job builds nothing")
+    if "DASHTAM_BUILDX_CACHE" in job.get("env", {}):
+        problems.append("a build cache: a verify job builds nothing")
+    downloads = [step.get("with", {}) for step in step_using(job, "actions/download-artifact")]
+    if {"pattern": "images-*", "merge-multiple": True, "path": "images/"} not in downloads:
+        problems.append(f"the built images are not downloaded: {downloads}")
+    scripts = [step.get("run", "") for step in job["steps"]]
+    if 'uv run --group pipeline nox --sessions "$SESSION" -- --images images' not in scripts:
+        problems.append(f"the session does not run on those images: {scripts}")
+    uploads = step_using(job, "actions/upload-artifact")
+    if not uploads or any(step.get("if") != "always()" for step in uploads):
+        problems.append("the reports are not uploaded with `if: always()`")
+    return problems
+
+
+def publish_job_problems(job: dict) -> list[str]:
+    """What lets the publish job push anything but the verified images, or run code logged in."""
+    problems = []
+    steps = job["steps"]
+    scripts = " ".join(step.get("run", "") for step in steps)
+    if re.search(r"nox --sessions \"?build", scripts):
+        problems.append("a build session")
+    if step_using(job, "docker/setup-buildx-action") or "DASHTAM_BUILDX_CACHE" in job.get(
+        "env", {}
+    ):
+        problems.append("buildx or a build cache")
+    logins = [i for i, step in enumerate(steps) if step.get("uses", "").startswith("docker/login")]
+    loads = [i for i, step in enumerate(steps) if "load-images" in step.get("run", "")]
+    if len(logins) != 1 or not loads or max(loads) > logins[0]:
+        problems.append("the images are not loaded before the one login")
+    else:
+        after = [step.get("run", "") for step in steps[logins[0] + 1 :] if step.get("run")]
+        if [
+            script
+            for script in after
+            if "uv run" in script and "nox --sessions publish" not in script
+        ]:
+            problems.append(f"project code other than publish runs after the login: {after}")
+    if '--tag "$GITHUB_SHA"' not in scripts:
+        problems.append("the release tag is not the full commit SHA")
+    return problems
+
+
 @pytest.mark.parametrize("workflow_name", sorted(WORKFLOWS))
-def test_docker_jobs_use_buildx_and_the_actions_cache(workflow_name):
-    workflow = WORKFLOWS[workflow_name]
-    for job_id in job_ids_with_matrix(workflow):
-        job = workflow["jobs"][job_id]
-        uses = [step.get("uses", "").split("@")[0] for step in job["steps"]]
-        for action in ("docker/setup-buildx-action", "crazy-max/ghaction-github-runtime"):
-            assert action in uses, (
-                f"{workflow_name}: job {job_id}: expected step {action}, found {uses}"
-            )
-        assert job.get("env", {}).get("DASHTAM_BUILDX_CACHE") == "gha", (
-            f"{workflow_name}: job {job_id}: env DASHTAM_BUILDX_CACHE expected gha, "
-            f"found {job.get('env', {}).get('DASHTAM_BUILDX_CACHE')!r}"
-        )
-        uploads = [
-            step
+def test_build_jobs_use_pinned_buildx_and_hand_their_images_on(workflow_name):
+    problems = build_job_problems(matrix_job(WORKFLOWS[workflow_name], "build"))
+    assert not problems, f"{workflow_name}: build job: {problems}"
+
+
+@pytest.mark.parametrize("workflow_name", sorted(WORKFLOWS))
+def test_verify_jobs_boot_the_built_images_and_build_nothing(workflow_name):
+    problems = verify_job_problems(matrix_job(WORKFLOWS[workflow_name], "verify"))
+    assert not problems, f"{workflow_name}: verify job: {problems}"
+
+
+def test_the_publish_job_builds_nothing_and_logs_in_last():
+    workflow_name, job_id = PUBLISHING_JOB
+    problems = publish_job_problems(WORKFLOWS[workflow_name]["jobs"][job_id])
+    assert not problems, f"{workflow_name}: job {job_id}: {problems}"
+
+
+def broken(job_of: str, change) -> dict:
+    """A copy of a pipeline.yml job with one thing broken."""
+    workflow = copy.deepcopy(WORKFLOWS["pipeline.yml"])
+    job = workflow["jobs"]["publish"] if job_of == "publish" else matrix_job(workflow, job_of)
+    change(job)
+    return job
+
+
+def drop_step(job: dict, predicate) -> None:
+    job["steps"] = [step for step in job["steps"] if not predicate(step)]
+
+
+def buildx_options(job: dict) -> dict:
+    return step_using(job, "docker/setup-buildx-action")[0]["with"]
+
+
+# Each check above, shown to fail on the breakage it exists to catch.
+BROKEN_JOBS = [
+    ("build", lambda job: buildx_options(job).pop("version"), build_job_problems, "buildx version"),
+    (
+        "build",
+        lambda job: buildx_options(job).update({"driver-opts": "image=moby/buildkit:latest"}),
+        build_job_problems,
+        "BuildKit image expected by digest",
+    ),
+    (
+        "build",
+        lambda job: drop_step(job, lambda step: "save-images" in step.get("run", "")),
+        build_job_problems,
+        "no save-images step",
+    ),
+    (
+        "verify",
+        lambda job: job["steps"].insert(0, {"uses": "docker/setup-buildx-action@x"}),
+        verify_job_problems,
+        "a verify job builds nothing",
+    ),
+    (
+        "verify",
+        lambda job: [
+            step.update({"run": 'uv run --group pipeline nox --sessions "$SESSION"'})
             for step in job["steps"]
-            if step.get("uses", "").startswith("actions/upload-artifact@")
-        ]
-        assert uploads and all(step.get("if") == "always()" for step in uploads), (
-            f"{workflow_name}: job {job_id}: reports upload expected with `if: always()`, "
-            f"found {uploads}"
-        )
+            if "--images" in step.get("run", "")
+        ],
+        verify_job_problems,
+        "does not run on those images",
+    ),
+    (
+        "publish",
+        lambda job: job["steps"].insert(
+            3, {"run": "uv run --group pipeline nox --sessions build-all"}
+        ),
+        publish_job_problems,
+        "a build session",
+    ),
+    (
+        "publish",
+        lambda job: job["steps"].insert(
+            1,
+            job["steps"].pop(
+                next(i for i, s in enumerate(job["steps"]) if "login" in s.get("uses", ""))
+            ),
+        ),
+        publish_job_problems,
+        "loaded before the one login",
+    ),
+    (
+        "publish",
+        lambda job: [
+            step.update({"run": step["run"].replace('"$GITHUB_SHA"', '"${GITHUB_SHA::7}"')})
+            for step in job["steps"]
+            if "publish -- --to" in step.get("run", "") and "--tag main" not in step["run"]
+        ],
+        publish_job_problems,
+        "full commit SHA",
+    ),
+]
+
+
+@pytest.mark.parametrize(("job_of", "change", "check", "said"), BROKEN_JOBS)
+def test_each_workflow_check_catches_its_breakage(job_of, change, check, said):
+    problems = check(broken(job_of, change))
+    assert any(said in problem for problem in problems), problems
 
 
 def test_pipeline_runs_on_push_to_main_pull_requests_and_by_hand():
