@@ -22,6 +22,8 @@ from pipeline.environments import APP_SERVICES, Environment
 
 POLICY_FILE = Path(__file__).with_name("controls.toml")
 PROFILES = ("baseline", "restricted")
+# From least to most severe; `--fail-on` and the SARIF levels read this order.
+SEVERITIES = ("low", "medium", "high", "critical")
 
 Outcome = Literal["pass", "fail", "not applicable"]
 
@@ -33,6 +35,7 @@ class Control:
     reference: str
     profile: str
     rule: str
+    severity: str = "medium"
     parameters: dict[str, Any] = field(default_factory=dict)
 
 
@@ -87,7 +90,11 @@ def not_applicable(reason: str) -> Verdict:
 @cache
 def load_policy(path: Path = POLICY_FILE) -> Policy:
     data = tomllib.loads(path.read_text())
-    base = {"id", "title", "reference", "profile", "rule"}
+    base = {"id", "title", "reference", "profile", "rule", "severity"}
+    for entry in data["control"]:
+        missing = sorted(base - set(entry))
+        if missing:
+            raise ValueError(f"{path}: control {entry.get('id', '?')} lacks {', '.join(missing)}")
     controls = tuple(
         Control(
             **{key: entry[key] for key in base},
@@ -98,6 +105,9 @@ def load_policy(path: Path = POLICY_FILE) -> Policy:
     unknown = sorted({control.profile for control in controls} - set(PROFILES))
     if unknown:
         raise ValueError(f"{path}: unknown profile(s) {unknown}; use {PROFILES}")
+    unknown = sorted({control.severity for control in controls} - set(SEVERITIES))
+    if unknown:
+        raise ValueError(f"{path}: unknown severity(ies) {unknown}; use {SEVERITIES}")
     return Policy(
         controls,
         data.get("writable_paths", {}),

@@ -3,25 +3,28 @@
     -f FILE [-f FILE …] [--env-file FILE …] [--profile restricted]   the compose model
     --project NAME [--profile restricted]                            a running project
     [--environment ENV]   hold it to one of ours: the environments model picks the profiles
+    [--format text|json|sarif|junit] [--fail-on low|medium|high|critical]
 
 A compose project that is not ours is held to baseline (or restricted, with --profile
 restricted) for every service; the controls that need what only our stack knows (its
-ports, allow-lists, data stores, images) say they do not apply. Exit 1 on any failure.
+ports, allow-lists, data stores, images) say they do not apply. Each control has a
+severity (controls.toml). Exit 0 when no failure is at or above --fail-on (low: any), 1 when
+one is, 2 when a file does not load or the usage is wrong (one line on stderr).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.environments import ENVIRONMENTS
 from pipeline.errors import PipelineError
-from pipeline.policy import PROFILES, Context, context_for, load_policy
+from pipeline.policy import PROFILES, SEVERITIES, Context, context_for, load_policy
+from pipeline.policy.output import FORMATS, at_or_above, failures, render
 from pipeline.policy.runtime import Evaluation, evaluate_project
-from pipeline.policy.static import compose_model, describe_violation, violations
+from pipeline.policy.static import compose_model, judged
 
 
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -32,6 +35,8 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--env-file", action="append", type=Path, default=[], metavar="FILE")
     parser.add_argument("--profile", choices=PROFILES, default="baseline")
     parser.add_argument("--environment", choices=sorted(ENVIRONMENTS), metavar="ENV")
+    parser.add_argument("--format", choices=FORMATS, default="text", dest="output_format")
+    parser.add_argument("--fail-on", choices=SEVERITIES, default="low", metavar="SEVERITY")
     return parser.parse_args(argv)
 
 
@@ -43,21 +48,14 @@ def context_maker(arguments: argparse.Namespace):
     return lambda service: Context(load_policy(), profiles)
 
 
-def check_files(arguments: argparse.Namespace) -> int:
+def check_files(arguments: argparse.Namespace) -> list:
     missing = [path for path in [*arguments.files, *arguments.env_file] if not path.is_file()]
     if missing:
         raise PipelineError(f"{missing[0]}: no such file; name a compose file with -f.")
     files = [path.resolve() for path in arguments.files]
     env_files = [path.resolve() for path in arguments.env_file]
     model = compose_model(files, env_files, cwd=files[0].parent)
-    found = violations(model, files[0], context_maker(arguments))
-    label = arguments.environment or arguments.profile
-    for violation in found:
-        shown = os.path.relpath(violation.path)
-        print(f"{shown}:{violation.line}: {describe_violation(violation, label)}")
-    services = len(model.get("services", {}))
-    print(f"policy ({label}): {len(found)} failure(s) in {services} service(s)")
-    return 1 if found else 0
+    return judged(model, files[0], context_maker(arguments))
 
 
 def render_matrix(evaluations: list[Evaluation]) -> list[str]:
@@ -70,26 +68,26 @@ def render_matrix(evaluations: list[Evaluation]) -> list[str]:
     return lines
 
 
-def check_project(arguments: argparse.Namespace) -> int:
+def check_project(arguments: argparse.Namespace) -> list[Evaluation]:
     evaluations = evaluate_project(arguments.project, context_maker(arguments))
-    print("\n".join(render_matrix(evaluations)))
-    failures = [e for e in evaluations if e.verdict.outcome == "fail"]
-    for e in failures:
-        print(
-            f"[{e.control.id}] {arguments.project} {e.service}: {e.control.title}: "
-            f"expected {e.verdict.expected!r}, found {e.verdict.found!r}"
-        )
-    print(f"policy ({arguments.environment or arguments.profile}): {len(failures)} failure(s)")
-    return 1 if failures else 0
+    if arguments.output_format == "text":
+        print("\n".join(render_matrix(evaluations)))
+    return evaluations
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    arguments = parse_arguments(argv)
+    arguments = parse_arguments(argv)  # usage errors: argparse's line and exit status 2
     try:
-        return check_files(arguments) if arguments.files else check_project(arguments)
+        results = check_files(arguments) if arguments.files else check_project(arguments)
     except PipelineError as error:
         print(f"policy: {error}", file=sys.stderr)
-        return 1
+        return 2
+    label = arguments.project or arguments.environment or arguments.profile
+    if arguments.project and arguments.environment:
+        label = f"{arguments.project} ({arguments.environment})"
+    print(render(results, arguments.output_format, label))
+    failing = [f for f in failures(results) if at_or_above(f.control.severity, arguments.fail_on)]
+    return 1 if failing else 0
 
 
 if __name__ == "__main__":

@@ -131,33 +131,84 @@ def resource_limits(view: ServiceView, control: Control, context: Context) -> Ve
 
 @rule("restart-policy")
 def restart_policy(view: ServiceView, control: Control, context: Context) -> Verdict:
-    allowed = control.parameters["allowed"]
-    return passes() if view.restart in allowed else fails(allowed, view.restart or "no", "restart")
+    most = control.parameters["max_retries"]
+    name, _, retries = view.restart.partition(":")
+    bounded = name == "on-failure" and retries.isdigit() and 1 <= int(retries) <= most
+    expected = f"on-failure:N with 1 <= N <= {most}"
+    return passes() if bounded else fails(expected, view.restart or "no", "restart")
+
+
+@rule("host-devices")
+def host_devices(view: ServiceView, control: Control, context: Context) -> Verdict:
+    return _verdict(sorted(view.devices), "no host device", "devices")
+
+
+@rule("no-default-bridge")
+def no_default_bridge(view: ServiceView, control: Control, context: Context) -> Verdict:
+    network = view.namespaces.get("network", "")
+    on_it = network in control.parameters["default_networks"]
+    return (
+        fails("a network of the project's own", network, "namespace.network") if on_it else passes()
+    )
+
+
+@rule("no-sshd")
+def no_sshd(view: ServiceView, control: Control, context: Context) -> Verdict:
+    if not view.running:
+        return not_applicable(AT_RUNTIME)
+    names = set(control.parameters["names"])
+    found = sorted(
+        {f"{p['name']} (pid {p['pid']})" for p in view.facts["processes"] if p["name"] in names}
+    )
+    return _verdict(found, "no ssh server", "command")
+
+
+@rule("cgroup-parent")
+def cgroup_parent(view: ServiceView, control: Control, context: Context) -> Verdict:
+    found = view.cgroup_parent
+    return fails("the engine's default cgroup", found, "cgroup_parent") if found else passes()
 
 
 @rule("healthcheck")
 def healthcheck(view: ServiceView, control: Control, context: Context) -> Verdict:
     if view.healthcheck is None:
-        return not_applicable("not declared in compose: the image's HEALTHCHECK is " + AT_RUNTIME)
+        return not_applicable(
+            f"not declared in compose, and {view.image or 'its image'} is not in the local image "
+            "store to read its HEALTHCHECK: that is " + AT_RUNTIME
+        )
     return passes() if view.healthcheck else fails("a healthcheck", "none", "healthcheck")
 
 
 # ---------------------------------------------------------------- mounts and writable paths
 
 
+def _below(path: str, top: str) -> bool:
+    """`path` is `top` or lies under it; `top` may be a pattern (/lib* for /lib, /lib64)."""
+    return fnmatch.fnmatch(path, top) or fnmatch.fnmatch(path, top.rstrip("/") + "/*")
+
+
 def _sensitive(source: str, parameters: dict) -> bool:
     path = posixpath.normpath(source) if source.startswith("/") else ""
     if not path:
         return False  # a named volume, or one of compose's secrets
-    below = parameters["with_everything_below"]
-    sockets = parameters["docker_sockets"]
-    holds = (*parameters["exactly"], *below, *sockets)
+    parts = path.split("/")
+    in_a_home = [
+        path.removeprefix(home.rstrip("/") + "/").split("/")
+        for home in parameters["homes"]
+        if path.startswith(home.rstrip("/") + "/")
+    ]
     return (
-        path in parameters["exactly"]
-        or any(path == top or path.startswith(top + "/") for top in below)
-        or posixpath.dirname(path) == parameters["home_folders"]
+        path == "/"
+        or any(_below(path, top) for top in parameters["subtrees"])
+        # A home folder itself, or what its dot-folders hold (keys, tokens, shell history);
+        # a project checked out under a home is what dev binds, and stays allowed.
+        or any(len(rest) == 1 or rest[1].startswith(".") for rest in in_a_home)
+        or any(fnmatch.fnmatch(part, name) for part in parts for name in parameters["names"])
         # Every folder above one of them holds it (/var holds /var/run and the socket).
-        or any(inner.startswith(path.rstrip("/") + "/") for inner in holds)
+        or any(
+            top.startswith(path.rstrip("/") + "/")
+            for top in (*parameters["subtrees"], *parameters["homes"])
+        )
     )
 
 
@@ -168,7 +219,22 @@ def no_sensitive_host_paths(view: ServiceView, control: Control, context: Contex
         for mount in view.mounts
         if mount.kind == "bind" and _sensitive(mount.source, control.parameters)
     ]
+    found += [
+        f"{mount.source} (binds {mount.host_folder}):{mount.target}"
+        for mount in view.mounts
+        if mount.kind == "volume" and _sensitive(mount.host_folder, control.parameters)
+    ]
     return _verdict(found, "no sensitive host path", "mounts")
+
+
+@rule("mount-propagation")
+def mount_propagation(view: ServiceView, control: Control, context: Context) -> Verdict:
+    shared = [
+        f"{mount.target} ({mount.propagation})"
+        for mount in view.mounts
+        if mount.propagation in control.parameters["refused"]
+    ]
+    return _verdict(shared, "private or slave propagation", "mounts")
 
 
 @rule("bind-mounts")
@@ -225,7 +291,14 @@ def writable_paths(view: ServiceView, control: Control, context: Context) -> Ver
 def published_ports(view: ServiceView, control: Control, context: Context) -> Verdict:
     environment = context.environment
     if environment is None:
-        return not_applicable("no environment model says what this project may publish")
+        # What a project that is not ours may publish is its own affair; on which interface
+        # is not: bound to every one, a port answers every network the host is on.
+        everywhere = [
+            f"all interfaces:{p.host_port}->{p.container_port}"
+            for p in view.published
+            if p.host_ip in ("", "0.0.0.0", "::")  # noqa: S104 - reading, not binding
+        ]
+        return _verdict(everywhere, "each port bound to a chosen host address", "published")
     if view.service not in environment.published_services:
         return _verdict(
             [f"{p.host_ip or '*'}:{p.host_port}->{p.container_port}" for p in view.published],
@@ -241,6 +314,17 @@ def published_ports(view: ServiceView, control: Control, context: Context) -> Ve
     return _verdict(
         wrong, f"published on {address} only" if address else "any address", "published"
     )
+
+
+@rule("privileged-ports")
+def privileged_ports(view: ServiceView, control: Control, context: Context) -> Verdict:
+    below = control.parameters["below"]
+    found = [
+        f"{p.host_ip or 'all interfaces'}:{p.host_port}->{p.container_port}"
+        for p in view.published
+        if 0 < p.host_port < below
+    ]
+    return _verdict(found, f"host ports from {below} up", "published")
 
 
 @rule("listening-sockets")

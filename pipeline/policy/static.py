@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.engine import found_images
 from pipeline.errors import PipelineError
 from pipeline.policy import Context, Control, Verdict, evaluate, load_policy
 from pipeline.policy.views import ServiceView, from_compose
@@ -20,12 +21,14 @@ from pipeline.yaml_lines import yaml_child
 
 
 @dataclass(frozen=True)
-class Violation:
+class Finding:
+    """One control judged on one service; a failure knows the file and line at fault."""
+
     service: str
     control: Control
     verdict: Verdict
-    path: Path
-    line: int
+    path: Path | None = None
+    line: int = 0
 
 
 def compose_model(
@@ -52,22 +55,50 @@ def compose_model(
     return json.loads(result.stdout)
 
 
-def violations(
-    model: dict, compose_file: Path, context_of: Callable[[str], Context]
-) -> list[Violation]:
-    """Every failing control of every service of the model, located in the compose files."""
+def judged(model: dict, compose_file: Path, context_of: Callable[[str], Context]) -> list[Finding]:
+    """Every control on every service of the model, each failure located in the compose files."""
     found = []
-    for service, config in sorted(model.get("services", {}).items()):
-        view: ServiceView = from_compose(service, config)
+    services = sorted(model.get("services", {}).items())
+    healthchecks = image_healthchecks([str(config.get("image") or "") for _, config in services])
+    for service, config in services:
+        view: ServiceView = from_compose(service, config, model.get("volumes"))
+        if view.healthcheck is None:
+            view.healthcheck = healthchecks.get(view.image)
         context = context_of(service)
         for control in load_policy().controls:
             verdict = evaluate(control, view, context)
             if verdict.outcome != "fail":
+                found.append(Finding(service, control, verdict))
                 continue
             route = view.routes.get(verdict.field, [])
             path, line = locate(compose_file, service, route)
-            found.append(Violation(service, control, verdict, path, line))
+            found.append(Finding(service, control, verdict, path, line))
     return found
+
+
+def image_healthchecks(images: list[str]) -> dict[str, bool]:
+    """Whether each image the local store holds has a HEALTHCHECK, read statically (one
+    inspect); an image it does not hold (or no engine) is left out: its healthcheck is
+    judged on the running container."""
+    wanted = sorted({image for image in images if image})
+    found = {}
+    for image in found_images(wanted) if wanted else []:
+        test = ((image.get("Config") or {}).get("Healthcheck") or {}).get("Test") or []
+        healthy = bool(test) and test != ["NONE"]
+        for name in {*(image.get("RepoTags") or []), image.get("Id", "")} & set(wanted):
+            found[name] = healthy
+    return found
+
+
+def violations(
+    model: dict, compose_file: Path, context_of: Callable[[str], Context]
+) -> list[Finding]:
+    """Every failing control of every service of the model, located in the compose files."""
+    return [
+        finding
+        for finding in judged(model, compose_file, context_of)
+        if finding.verdict.outcome == "fail"
+    ]
 
 
 def _route_node(node: yaml.Node | None, route: Sequence[str | int]) -> yaml.Node | None:
@@ -108,7 +139,7 @@ def locate(compose_file: Path, service: str, route: Sequence[str | int]) -> tupl
     return first or (compose_file, 1)
 
 
-def describe_violation(violation: Violation, environment_name: str) -> str:
+def describe_violation(violation: Finding, environment_name: str) -> str:
     verdict = violation.verdict
     return (
         f"[{violation.control.id}] {environment_name} {violation.service}: "

@@ -37,6 +37,9 @@ class Mount:
     source: str
     target: str
     read_only: bool
+    propagation: str = ""  # a bind's: "" (the engine's rprivate), private, shared, slave, …
+    # The host folder a named volume binds (local driver, `o: bind` and a `device`), or "".
+    host_folder: str = ""
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,9 @@ class ServiceView:
     memory_limit: int | None = None
     cpu_limit: float | None = None
     pids_limit: int | None = None
-    restart: str = ""
+    restart: str = ""  # as compose writes it: "no", "always", "on-failure" or "on-failure:N"
+    cgroup_parent: str = ""
+    devices: list[str] = field(default_factory=list)  # host devices given to the container
     published: list[Published] = field(default_factory=list)
     environment: dict[str, str] = field(default_factory=dict)
     command: list[str] = field(default_factory=list)  # entrypoint and arguments
@@ -105,8 +110,9 @@ def memory_bytes(value) -> int | None:
 # ---------------------------------------------------------------- from the compose model
 
 
-def from_compose(service: str, config: dict) -> ServiceView:
-    """One service of `docker compose config --format json`."""
+def from_compose(service: str, config: dict, volumes: dict | None = None) -> ServiceView:
+    """One service of `docker compose config --format json`; `volumes`, the model's top-level
+    volumes, say which named volume binds a host folder."""
     limits = ((config.get("deploy") or {}).get("resources") or {}).get("limits") or {}
     view = ServiceView(
         service=service,
@@ -122,11 +128,13 @@ def from_compose(service: str, config: dict) -> ServiceView:
         security_options=[security_option(o) for o in config.get("security_opt") or []],
         read_only=bool(config.get("read_only")),
         user=str(config.get("user") or ""),
-        mounts=_compose_mounts(config),
+        mounts=_compose_mounts(config, volumes or {}),
         memory_limit=memory_bytes(limits.get("memory") or config.get("mem_limit")),
         cpu_limit=float(limits.get("cpus") or config.get("cpus") or 0) or None,
         pids_limit=positive(limits.get("pids") or config.get("pids_limit")),
-        restart=str(config.get("restart") or ""),
+        restart=_compose_restart(config),
+        cgroup_parent=str(config.get("cgroup_parent") or ""),
+        devices=[_compose_device(device) for device in config.get("devices") or []],
         published=[_compose_published(port) for port in config.get("ports") or []],
         environment={
             name: str(value or "") for name, value in (config.get("environment") or {}).items()
@@ -168,13 +176,46 @@ def _compose_healthcheck(healthcheck: dict | None) -> bool | None:
     return True if healthcheck.get("test") else None
 
 
-def _compose_mounts(config: dict) -> list[Mount]:
+def _compose_device(device) -> str:
+    """A `devices` entry, short (`/dev/x:/dev/y:rwm`) or long (`source`, `target`)."""
+    if isinstance(device, dict):
+        return str(device.get("source") or device.get("target") or "")
+    return str(device).split(":", 1)[0]
+
+
+def _compose_restart(config: dict) -> str:
+    """The restart policy, `restart:` or deploy's `restart_policy` (condition and attempts)."""
+    if config.get("restart"):
+        return str(config["restart"])
+    policy = (config.get("deploy") or {}).get("restart_policy") or {}
+    condition = policy.get("condition")
+    condition = {"any": "always", "none": "no"}.get(condition, condition)
+    if condition == "on-failure" and policy.get("max_attempts"):
+        return f"on-failure:{policy['max_attempts']}"
+    return str(condition or "")
+
+
+def _volume_host_folder(name: str, volumes: dict) -> str:
+    """The host folder a named volume of the local driver binds (`o: bind`, `device`)."""
+    volume = volumes.get(name) or {}
+    options = volume.get("driver_opts") or {}
+    if (volume.get("driver") or "local") != "local":
+        return ""
+    binds = "bind" in str(options.get("o") or "").replace(",", " ").split()
+    return str(options.get("device") or "") if binds else ""
+
+
+def _compose_mounts(config: dict, volumes: dict) -> list[Mount]:
     mounts = [
         Mount(
             str(volume.get("type") or "volume"),
             str(volume.get("source") or ""),
             str(volume["target"]),
             bool(volume.get("read_only")),
+            str((volume.get("bind") or {}).get("propagation") or ""),
+            _volume_host_folder(str(volume.get("source") or ""), volumes)
+            if volume.get("type") == "volume"
+            else "",
         )
         for volume in config.get("volumes") or []
     ]
@@ -204,7 +245,9 @@ def _compose_routes(config: dict) -> dict[str, list]:
         "read_only": ["read_only"],
         "user": ["user"],
         "mounts": ["volumes"],
-        "restart": ["restart"],
+        "restart": ["restart"] if config.get("restart") else ["deploy"],
+        "cgroup_parent": ["cgroup_parent"],
+        "devices": ["devices"],
         "published": ["ports"],
         "environment": ["environment"],
         "command": ["command"],
@@ -246,7 +289,9 @@ def from_container(service: str, inspect: dict, image_config: dict, facts: dict)
         memory_limit=int(host.get("Memory") or 0) or None,
         cpu_limit=(int(host.get("NanoCpus") or 0) / 1e9) or None,
         pids_limit=positive(host.get("PidsLimit")),
-        restart=str((host.get("RestartPolicy") or {}).get("Name") or ""),
+        restart=_container_restart(host.get("RestartPolicy") or {}),
+        cgroup_parent=str(host.get("CgroupParent") or ""),
+        devices=[str(d.get("PathOnHost") or "") for d in host.get("Devices") or []],
         published=_container_published(inspect),
         environment=dict(entry.split("=", 1) for entry in config.get("Env") or [] if "=" in entry),
         command=[
@@ -259,6 +304,12 @@ def from_container(service: str, inspect: dict, image_config: dict, facts: dict)
     )
 
 
+def _container_restart(policy: dict) -> str:
+    name = str(policy.get("Name") or "")
+    retries = int(policy.get("MaximumRetryCount") or 0)
+    return f"{name}:{retries}" if name == "on-failure" and retries else name
+
+
 def _container_mounts(inspect: dict) -> list[Mount]:
     mounts = [
         Mount(
@@ -266,6 +317,7 @@ def _container_mounts(inspect: dict) -> list[Mount]:
             str(m.get("Source") or m.get("Name") or ""),
             str(m["Destination"]),
             not m.get("RW", True),
+            str(m.get("Propagation") or "") if m.get("Type") == "bind" else "",
         )
         for m in inspect.get("Mounts") or []
     ]

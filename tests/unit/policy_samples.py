@@ -25,7 +25,7 @@ _HARDENING = {
     "cap_drop": ["ALL"],
     "cgroup": "private",
     "read_only": True,
-    "restart": "on-failure",
+    "restart": "on-failure:5",
     "security_opt": ["no-new-privileges:true"],
 }
 _TLS_VOLUME = {
@@ -297,7 +297,7 @@ def container_inspect(service: str = "app") -> dict:
             "PortBindings": {port: [{"HostIp": "", "HostPort": spec["published"]}]}
             if spec["published"]
             else {},
-            "RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 0},
+            "RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 5},
             "CapAdd": None,
             "CapDrop": ["ALL"],
             "CgroupnsMode": "private",

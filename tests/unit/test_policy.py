@@ -79,16 +79,17 @@ def test_control_ids_are_unique():
     assert not twice, f"expected each control id once, found twice: {twice}"
 
 
-def write_policy(folder: Path, profile: str) -> Path:
+def write_policy(folder: Path, profile: str, severity: str | None = "low") -> Path:
     path = folder / "controls.toml"
     path.write_text(
         "[[control]]\n"
         'id = "restart-policy"\n'
         'title = "A restart policy"\n'
-        'reference = "CIS 5.14"\n'
+        'reference = "CIS 5.15"\n'
         f'profile = "{profile}"\n'
         'rule = "restart-policy"\n'
-        'allowed = ["always"]\n'
+        + (f'severity = "{severity}"\n' if severity else "")
+        + "max_retries = 5\n"
         "[writable_paths]\n"
         'app = ["/tmp"]\n'
     )
@@ -105,10 +106,22 @@ def test_load_policy_refuses_an_unknown_profile(tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    ("severity", "said"),
+    [("urgent", "unknown severity"), (None, "control restart-policy lacks severity")],
+    ids=["an unknown severity", "no severity"],
+)
+def test_load_policy_refuses_a_control_without_a_known_severity(tmp_path, severity, said):
+    path = write_policy(tmp_path, "baseline", severity)
+    with pytest.raises(ValueError, match=said) as raised:
+        load_policy(path)
+    assert str(path) in str(raised.value)
+
+
 def test_load_policy_keeps_a_control_s_own_settings_as_its_parameters(tmp_path):
     policy = load_policy(write_policy(tmp_path, "restricted"))
     control = policy.control("restart-policy")
-    assert control.parameters == {"allowed": ["always"]}, (
+    assert control.parameters == {"max_retries": 5}, (
         f"expected only the control's own settings as parameters, found {control.parameters}"
     )
     assert policy.writable_paths == {"app": ["/tmp"]}, (
@@ -178,5 +191,6 @@ def test_describe_names_control_environment_service_expected_and_found():
     control = POLICY.control("restart-policy")
     verdict = evaluate(control, compose(restart="no"), context("prod", "app"))
     line = describe(control, verdict, "prod", "app")
-    for part in ("[restart-policy]", "[prod]", "app:", control.title, "expected [", "found 'no'"):
+    expected = "expected 'on-failure:N"
+    for part in ("[restart-policy]", "[prod]", "app:", control.title, expected, "found 'no'"):
         assert part in line, f"expected {part!r} in the failure line, found {line!r}"

@@ -6,6 +6,7 @@ import pytest
 
 from pipeline import redis_users
 from pipeline.policy import load_policy
+from pipeline.policy.views import Published, from_compose
 from tests.unit.policy_cases import (
     CASE_FIELDS,
     DOCKER_SOCKET,
@@ -23,9 +24,24 @@ from tests.unit.policy_cases import (
     process,
     running,
 )
-from tests.unit.policy_samples import EVERY_IPV4, container_facts
+from tests.unit.policy_samples import EVERY_IPV4, container_facts, prod_compose
 
 APP_POSTGRES = {"POSTGRES_PASSWORD": SECRET}
+
+
+def view_with_volumes(volumes: list[dict], defined: dict):
+    """The app with these mounts, in a model whose top-level volumes are `defined`."""
+    config = prod_compose("app") | {"volumes": volumes}
+    return from_compose("app", config, defined)
+
+
+def running_published(port: str):
+    """The app's container, its port published on the host at `port`."""
+    view = running()
+    view.published = [Published(8000, "tcp", "", int(port))]
+    return view
+
+
 PASSWORDS = dict.fromkeys(redis_users.RULES, SECRET)
 REDIS_USERS = redis_users.users_in_acl_file(redis_users.acl_file(PASSWORDS))
 APP_REFUSED = load_policy().control("redis-users").parameters["refused"]["app"]
@@ -119,8 +135,55 @@ BASELINE = [
             FAIL,
             f"{source}:/host",
         )
-        for source in ("/", "/etc/ssl", "/home/alice", "/var/run/docker.sock", "/var", "/proc")
+        for source in (
+            "/",
+            "/etc/ssl",
+            "/home/alice",
+            "/var/run/docker.sock",
+            "/var",
+            "/proc",
+            "/root/.ssh",
+            "/home/alice/.ssh",
+            "/home/alice/.aws/credentials",
+            "/srv/deploy/.ssh/id_ed25519",
+            "/usr/lib",
+            "/bin",
+            "/lib64",
+            "/sbin",
+            "/run/containerd",
+            "/var/lib/docker/volumes",
+        )
     ],
+    case(
+        "a checkout under a home passes",
+        "sensitive-host-paths",
+        compose(volumes=[bind("/home/alice/dashtam/src")]),
+        PASS,
+    ),
+    case(
+        "a named volume that binds /etc fails",
+        "sensitive-host-paths",
+        view_with_volumes(
+            [{"type": "volume", "source": "config", "target": "/config"}],
+            {
+                "config": {
+                    "driver": "local",
+                    "driver_opts": {"type": "none", "o": "bind", "device": "/etc"},
+                }
+            },
+        ),
+        FAIL,
+        "config (binds /etc):/config",
+    ),
+    case(
+        "a named volume of another driver passes",
+        "sensitive-host-paths",
+        view_with_volumes(
+            [{"type": "volume", "source": "data", "target": "/data"}],
+            {"data": {"driver": "nfs", "driver_opts": {"o": "bind", "device": "/etc"}}},
+        ),
+        PASS,
+    ),
     case("a container with TLS and secret binds passes", "sensitive-host-paths", running(), PASS),
     case(
         "a container with the Docker socket fails",
@@ -214,13 +277,111 @@ BASELINE = [
     ),
     case("anything published fails", "published-ports", compose(), FAIL, "*:8443", "ci"),
     case(
-        "a service of another project",
+        "another project's port on every interface fails",
         "published-ports",
         compose(),
-        NA,
-        "no environment model",
+        FAIL,
+        "all interfaces:8443->8000",
         environment=None,
     ),
+    case(
+        "another project's port on a chosen address passes",
+        "published-ports",
+        compose(ports=[{"target": 8000, "published": "8000", "host_ip": "10.0.0.5"}]),
+        PASS,
+        environment=None,
+    ),
+    case("port 8443 passes", "privileged-ports", compose(), PASS),
+    case(
+        "port 80 fails",
+        "privileged-ports",
+        compose(ports=[{"target": 8000, "published": "80", "host_ip": "127.0.0.1"}]),
+        FAIL,
+        "127.0.0.1:80->8000",
+    ),
+    case(
+        "a range starting at 443 fails",
+        "privileged-ports",
+        compose(ports=[{"target": 8000, "published": "443-450"}]),
+        FAIL,
+        "all interfaces:443->8000",
+    ),
+    case(
+        "a container publishing 22 fails",
+        "privileged-ports",
+        running_published("22"),
+        FAIL,
+        ":22->8000",
+    ),
+    case("private propagation passes", "mount-propagation", compose(), PASS),
+    case(
+        "rshared propagation fails",
+        "mount-propagation",
+        compose(volumes=[{**bind("/srv/x", "/x"), "bind": {"propagation": "rshared"}}]),
+        FAIL,
+        "/x (rshared)",
+    ),
+    case(
+        "a container's shared bind fails",
+        "mount-propagation",
+        running(inspect_mounts=[{**DOCKER_SOCKET, "Propagation": "shared"}]),
+        FAIL,
+        "(shared)",
+    ),
+    case("the engine's cgroup passes", "cgroup-parent", compose(), PASS),
+    case(
+        "a cgroup parent fails",
+        "cgroup-parent",
+        compose(cgroup_parent="/custom"),
+        FAIL,
+        "/custom",
+    ),
+    case(
+        "a container with a cgroup parent fails",
+        "cgroup-parent",
+        running(host={"CgroupParent": "system.slice"}),
+        FAIL,
+        "system.slice",
+    ),
+    case("no device passes", "host-devices", compose(), PASS),
+    case(
+        "a host device fails",
+        "host-devices",
+        compose(devices=["/dev/sda:/dev/xvda:rwm"]),
+        FAIL,
+        "/dev/sda",
+    ),
+    case(
+        "a container with a device fails",
+        "host-devices",
+        running(host={"Devices": [{"PathOnHost": "/dev/fuse", "PathInContainer": "/dev/fuse"}]}),
+        FAIL,
+        "/dev/fuse",
+    ),
+    case("a project network passes", "no-default-bridge", running(), PASS),
+    case(
+        "the default bridge fails",
+        "no-default-bridge",
+        compose(network_mode="bridge"),
+        FAIL,
+        "bridge",
+    ),
+    case(
+        "a container on the default bridge fails",
+        "no-default-bridge",
+        running(host={"NetworkMode": "default"}),
+        FAIL,
+        "default",
+    ),
+    case("no sshd passes", "no-sshd", running(), PASS),
+    case(
+        "an sshd process fails",
+        "no-sshd",
+        running(processes=[process(), process(pid=7, name="sshd")]),
+        FAIL,
+        "sshd (pid 7)",
+    ),
+    case("sshd before it runs", "no-sshd", compose(), NA, "at runtime"),
     case("postgres' pg_isready passes", "healthcheck", compose("postgres"), PASS),
     case(
         "a NONE healthcheck fails",

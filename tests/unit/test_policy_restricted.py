@@ -209,8 +209,44 @@ RESTRICTED = [
         FAIL,
         "['no memory limit']",
     ),
-    case("on-failure passes", "restart-policy", compose(), PASS),
-    case("unless-stopped passes", "restart-policy", compose(restart="unless-stopped"), PASS),
+    case("on-failure:5 passes", "restart-policy", compose(), PASS),
+    case("on-failure:1 passes", "restart-policy", compose(restart="on-failure:1"), PASS),
+    case(
+        "on-failure without a bound fails",
+        "restart-policy",
+        compose(restart="on-failure"),
+        FAIL,
+        "on-failure:N with 1 <= N <= 5",
+    ),
+    case("on-failure:6 fails", "restart-policy", compose(restart="on-failure:6"), FAIL, "6"),
+    case("always fails", "restart-policy", compose(restart="always"), FAIL, "always"),
+    case(
+        "unless-stopped fails", "restart-policy", compose(restart="unless-stopped"), FAIL, "unless"
+    ),
+    case(
+        "deploy's on-failure with 3 attempts passes",
+        "restart-policy",
+        compose(
+            without=("restart",),
+            deploy={"restart_policy": {"condition": "on-failure", "max_attempts": 3}},
+        ),
+        PASS,
+    ),
+    case(
+        "deploy's any fails",
+        "restart-policy",
+        compose(without=("restart",), deploy={"restart_policy": {"condition": "any"}}),
+        FAIL,
+        "always",
+    ),
+    case("a container with on-failure:5 passes", "restart-policy", running(), PASS),
+    case(
+        "a container with unbounded on-failure fails",
+        "restart-policy",
+        running(host={"RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 0}}),
+        FAIL,
+        "on-failure",
+    ),
     case("no restart policy fails", "restart-policy", compose(without=("restart",)), FAIL, "no"),
     case(
         "a container with restart no fails",

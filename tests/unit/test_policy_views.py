@@ -46,7 +46,7 @@ def test_prod_app_from_compose_reads_every_field():
         "memory_limit": 4 * 2**30,
         "cpu_limit": 2.0,
         "pids_limit": 256,
-        "restart": "on-failure",
+        "restart": "on-failure:5",
         "published": [Published(8000, "tcp", "", 8443)],
         "command": [],
         "healthcheck": None,
@@ -231,7 +231,7 @@ def test_prod_app_from_container_reads_every_field():
         "memory_limit": 2**30,
         "cpu_limit": 1.0,
         "pids_limit": 256,
-        "restart": "on-failure",
+        "restart": "on-failure:5",
         "command": ["python", "-m", "src.entrypoint", "app"],
         "healthcheck": True,
     }
@@ -246,9 +246,11 @@ def test_prod_app_from_container_reads_every_field():
 def test_container_mounts_are_binds_volumes_and_tmpfs():
     mounts = from_container("app", container_inspect("app"), {}, {}).mounts
     expected = [
-        Mount("bind", TLS_DIR, "/run/tls", True),
-        Mount("bind", f"{SECRETS_DIR}/postgres_password", "/run/secrets/postgres_password", True),
-        Mount("bind", f"{SECRETS_DIR}/redis_app_password", "/run/secrets/redis_app_password", True),
+        Mount("bind", TLS_DIR, "/run/tls", True, "rprivate"),
+        *(
+            Mount("bind", f"{SECRETS_DIR}/{name}", f"/run/secrets/{name}", True, "rprivate")
+            for name in ("postgres_password", "redis_app_password")
+        ),
         Mount("tmpfs", "", "/tmp", False),
     ]
     assert mounts == expected, f"expected {expected}, found {mounts}"

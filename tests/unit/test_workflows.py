@@ -340,10 +340,36 @@ def test_workflow_token_can_only_read_contents(workflow_name):
     for job_id, job in workflow["jobs"].items():
         if (workflow_name, job_id) == PUBLISHING_JOB:
             continue
+        if (workflow_name, job_id) == CODE_SCANNING_JOB:
+            assert job.get("permissions") == CODE_SCANNING_PERMISSIONS, (
+                f"{workflow_name}: job {job_id}: permissions expected "
+                f"{CODE_SCANNING_PERMISSIONS}, found {job.get('permissions')!r}"
+            )
+            continue
         granted = job.get("permissions", {})
         assert granted in ({}, "read-all") or set(granted.values()) <= {"read", "none"}, (
             f"{workflow_name}: job {job_id}: permissions expected read-only, found {granted!r}"
         )
+
+
+# The job that uploads the policy's SARIF: it may write security events, nothing else.
+CODE_SCANNING_JOB = ("pipeline.yml", "code-scanning")
+CODE_SCANNING_PERMISSIONS = {"contents": "read", "security-events": "write"}
+
+
+def test_code_scanning_gets_the_policy_as_sarif_from_a_pinned_upload():
+    workflow_name, job_id = CODE_SCANNING_JOB
+    job = WORKFLOWS[workflow_name]["jobs"][job_id]
+    scripts = " ".join(step.get("run", "") for step in job["steps"])
+    assert "python -m pipeline.policy" in scripts and "--format sarif > policy.sarif" in scripts, (
+        f"{workflow_name}: job {job_id}: expected the policy written as SARIF, found {scripts!r}"
+    )
+    uploads = step_using(job, "github/codeql-action/upload-sarif")
+    assert len(uploads) == 1 and uploads[0]["with"]["sarif_file"] == "policy.sarif", uploads
+    assert uploads[0].get("if") == "always()", "the upload must run when the policy finds something"
+    assert "head.repo.full_name == github.repository" in job.get("if", ""), (
+        f"{workflow_name}: job {job_id}: a fork's pull request has no token to upload with"
+    )
 
 
 # The one job whose token may write: packages, and the provenance it signs (policy, #16).
