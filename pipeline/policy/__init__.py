@@ -46,6 +46,8 @@ class Policy:
     bind_targets: dict[str, list[str]]
     secrets: dict[str, list[str]]
     secret_variables: dict[str, str]
+    # CIS Docker Benchmark recommendations by number: title, and why one is not applicable.
+    cis: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def control(self, control_id: str) -> Control:
         return next(control for control in self.controls if control.id == control_id)
@@ -114,6 +116,7 @@ def load_policy(path: Path = POLICY_FILE) -> Policy:
         data.get("bind_targets", {}),
         data.get("secrets", {}),
         data.get("secret_variables", {}),
+        data.get("cis", {}),
     )
 
 

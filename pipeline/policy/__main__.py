@@ -2,6 +2,7 @@
 
     -f FILE [-f FILE …] [--env-file FILE …] [--profile restricted]   the compose model
     --project NAME [--profile restricted]                            a running project
+    --coverage                        the CIS coverage table (docs/cis-coverage.md)
     [--environment ENV]   hold it to one of ours: the environments model picks the profiles
     [--format text|json|sarif|junit] [--fail-on low|medium|high|critical]
 
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from pipeline.environments import ENVIRONMENTS
 from pipeline.errors import PipelineError
-from pipeline.policy import PROFILES, SEVERITIES, Context, context_for, load_policy
+from pipeline.policy import PROFILES, SEVERITIES, Context, context_for, coverage, load_policy
 from pipeline.policy.output import FORMATS, at_or_above, failures, render
 from pipeline.policy.runtime import Evaluation, evaluate_project
 from pipeline.policy.static import compose_model, judged
@@ -32,6 +33,9 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("-f", "--file", action="append", type=Path, dest="files", metavar="FILE")
     source.add_argument("--project", metavar="NAME", help="a running compose project")
+    source.add_argument(
+        "--coverage", action="store_true", help="print the CIS coverage table (markdown)"
+    )
     parser.add_argument("--env-file", action="append", type=Path, default=[], metavar="FILE")
     parser.add_argument("--profile", choices=PROFILES, default="baseline")
     parser.add_argument("--environment", choices=sorted(ENVIRONMENTS), metavar="ENV")
@@ -77,6 +81,9 @@ def check_project(arguments: argparse.Namespace) -> list[Evaluation]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = parse_arguments(argv)  # usage errors: argparse's line and exit status 2
+    if arguments.coverage:
+        print(coverage.markdown(load_policy()), end="")
+        return 0
     try:
         results = check_files(arguments) if arguments.files else check_project(arguments)
     except PipelineError as error:

@@ -238,6 +238,36 @@ VARIANTS = [
         ),
     ),
     PolicyVariant(
+        "cgroup-crashloop-sshd",
+        "ci",
+        caught("app:cgroup-parent", "callback:restart-policy", "redis:no-sshd"),
+        compose=(
+            below("app", "cgroup_parent: /dashtam-selftest"),
+            # Restarts without a bound: a crash loop never stops.
+            below("callback", "restart: on-failure"),
+            # A child of Redis' own user that calls itself sshd and waits.
+            below(
+                "redis",
+                "entrypoint: [sh, -c, \"sh -c 'mkfifo /tmp/hold; printf sshd > /proc/self/comm; "
+                'read held < /tmp/hold\' & exec docker-entrypoint.sh \\"$$@\\"", '
+                "docker-entrypoint.sh]",
+            ),
+        ),
+    ),
+    PolicyVariant(
+        "privileged-port-a-device",
+        "dev",
+        caught("app:privileged-ports", "redis:host-devices"),
+        compose=(
+            ('"127.0.0.1:${APP_PORT:-8000}:8000"', '"127.0.0.1:80:8000"'),
+            (
+                "    extends: {file: redis-users.yml, service: redis}\n",
+                "    extends: {file: redis-users.yml, service: redis}\n"
+                '    devices: ["/dev/zero:/dev/host-zero"]\n',
+            ),
+        ),
+    ),
+    PolicyVariant(
         "database-port-on-all-interfaces",
         "dev",
         caught("postgres:published-ports"),
@@ -273,6 +303,23 @@ VARIANTS = [
 ]
 
 
+# A control whose failing case no stack here can boot with, judged on the compose model:
+# lint's policy check finds it, at its line, and no other control does.
+CAUGHT_IN_LINT = {
+    # On the engine's default bridge a data store has no name the app can resolve: the app's
+    # migrations never reach it, so no stack boots.
+    "no-default-bridge": ("ci", ("    networks: [database]\n", "    network_mode: bridge\n")),
+    # Shared propagation needs a shared mount at the source, which a host may not have.
+    "mount-propagation": (
+        "ci",
+        below(
+            "redis",
+            "volumes: [{type: bind, source: /tmp, target: /host-tmp, read_only: true, "
+            "bind: {propagation: rshared}}]",
+        ),
+    ),
+}
+
 # A control whose failing case no stack can boot with: caught before anything runs.
 BEFORE_BOOT = {
     # `compose up --wait` refuses a container whose healthcheck is disabled (or NONE), so a
@@ -282,7 +329,8 @@ BEFORE_BOOT = {
 
 
 def test_every_control_has_a_variant():
-    covered = {control for variant in VARIANTS for _, control in variant.caught} | set(BEFORE_BOOT)
+    covered = {control for variant in VARIANTS for _, control in variant.caught}
+    covered |= set(BEFORE_BOOT) | set(CAUGHT_IN_LINT)
     missing = sorted({control.id for control in load_policy().controls} - covered)
     assert not missing, f"policy controls with no broken variant in the self-test: {missing}"
 
@@ -332,3 +380,22 @@ def test_a_breakage_no_stack_boots_with_is_caught_by_its_control_before_it_runs(
         lab.verify(environment, lab.compose_file_with(environment, change))
     assert not lab.suite.output, f"self-test {control}: the suite ran on a stack that never booted"
     assert not lab.leftovers(), f"self-test {control}: teardown left {lab.leftovers()}"
+
+
+@pytest.mark.parametrize("control", sorted(CAUGHT_IN_LINT))
+def test_a_breakage_judged_on_the_model_is_caught_by_its_control_alone(
+    control: str, tmp_path: Path
+):
+    environment, (good, broken) = CAUGHT_IN_LINT[control]
+    copy = copy_repository(tmp_path / "repo")
+    compose = copy / "compose" / f"docker-compose.{environment}.yml"
+    assert compose.read_text().count(good) == 1, f"compose/{environment}: expected {good!r} once"
+    compose.write_text(compose.read_text().replace(good, broken))
+    findings = check_policy(copy)
+    controls = {
+        match.group(1)
+        for finding in findings
+        if (match := re.search(r"\[([\w-]+)\]", finding.message))
+    }
+    assert controls == {control}, f"self-test {control}: lint's policy check found {controls}"
+    assert {finding.path for finding in findings} == {compose.relative_to(copy).as_posix()}
