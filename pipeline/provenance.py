@@ -28,6 +28,8 @@ SUITE_READERS = (
     ROOT / "pipeline" / "readings.py",
     ROOT / "pipeline" / "inspector.py",
     ROOT / "pipeline" / "inspector_host.py",
+    ROOT / "pipeline" / "secret_patterns.py",
+    ROOT / "secret-allowlist.toml",
 )
 
 

@@ -31,6 +31,7 @@ from pipeline.lint.dockerfiles import check_dockerfiles
 from pipeline.lint.env_files import check_env_files
 from pipeline.lint.policy_check import check_policy
 from pipeline.lint.python_style import check_python_style
+from pipeline.lint.secret_values import check_secret_values
 from pipeline.lint.shell_scripts import check_shell_scripts
 from pipeline.lint.tracked_secrets import check_tracked_secrets
 from pipeline.lint.workflows import check_workflows
@@ -45,6 +46,7 @@ CHECKS: dict[str, Check] = {
     "workflows": check_workflows,
     "env-files": check_env_files,
     "tracked-secrets": check_tracked_secrets,
+    "secret-values": check_secret_values,
     "policy": check_policy,
     "python": check_python_style,
 }

@@ -16,6 +16,7 @@ import pytest
 
 from pipeline.ca_bundle import ca_bundle_path
 from pipeline.environments import ROOT, RUNTIME_STAGES, SERVICE_PORTS
+from pipeline.secret_patterns import secrets_in
 from tests.infra.helpers import mismatch
 
 pytestmark = pytest.mark.docker
@@ -153,6 +154,13 @@ def layer_findings():
                             content = layer.extractfile(entry).read()
                             if _PRIVATE_KEY.search(content):
                                 findings.append(f"{name} (private key)")
+                            # Our own files, by the shape of what they hold (installed
+                            # packages ship test keys and examples of their own).
+                            if name.startswith("app/") and not name.startswith("app/.venv/"):
+                                findings += [
+                                    f"{name}:{looks.line} (looks like a {looks.kind})"
+                                    for looks in secrets_in(content.decode(errors="replace"))
+                                ]
                             if (
                                 bundle_digest
                                 and hashlib.sha256(content).hexdigest() == bundle_digest
@@ -174,16 +182,42 @@ def test_no_secret_in_any_layer(environment_name, app_service, layer_findings, c
     )
 
 
-def test_build_secrets_stay_out_of_history_and_config(
-    environment_name, app_service, target, container_inspect
-):
-    image_id = container_inspect(app_service)["Image"]
-    history = subprocess.run(
+def image_history(image_id: str) -> str:
+    """Each layer's CreatedBy: the build's commands, with the build arguments they saw."""
+    return subprocess.run(
         ["docker", "image", "history", "--no-trunc", "--format", "{{.CreatedBy}}", image_id],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
+
+
+def test_no_credential_shaped_value_in_the_image_config_or_history(
+    environment_name, app_service, target, container_inspect
+):
+    """A live-looking key in ENV, a label, or a build argument the history kept."""
+    image_id = container_inspect(app_service)["Image"]
+    config = target.image_config(image_id)["Config"]
+    texts = {
+        "Env": "\n".join(config.get("Env") or []),
+        "Labels": "\n".join(f"{k}={v}" for k, v in (config.get("Labels") or {}).items()),
+        "history": image_history(image_id),
+    }
+    found = [
+        f"{where} line {looks.line}: {looks.kind}"
+        for where, text in texts.items()
+        for looks in secrets_in(text)
+    ]
+    assert not found, mismatch(
+        environment_name, app_service, "values shaped like credentials in the image", [], found
+    )
+
+
+def test_build_secrets_stay_out_of_history_and_config(
+    environment_name, app_service, target, container_inspect
+):
+    image_id = container_inspect(app_service)["Image"]
+    history = image_history(image_id)
     config = str(target.image_config(image_id)["Config"])
     leaked = [
         needle

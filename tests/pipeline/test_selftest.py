@@ -164,6 +164,12 @@ CAUGHT_BY_A_CHECK = [
                 "liveness-names-its-version.Dockerfile",
                 "test_liveness_in_production_says_only_that_the_service_is_up",
             ),
+            (
+                "credential-in-env",
+                "ci",
+                "credential-in-env.Dockerfile",
+                "test_no_credential_shaped_value_in_the_image_config_or_history",
+            ),
         )
     ),
 ]

@@ -8,6 +8,7 @@ its own, and `--check` selection on stand-in checks.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import lint
+from pipeline import lint, secret_patterns
 from pipeline.environments import ENVIRONMENTS, ROOT
 from pipeline.lint import (
     common,
@@ -27,6 +28,7 @@ from pipeline.lint import (
     env_files,
     policy_check,
     python_style,
+    secret_values,
     tracked_secrets,
     workflows,
     yaml_files,
@@ -765,3 +767,53 @@ def test_compose_reports_malformed_yaml_at_the_line_yamllint_names(
 
     assert [finding.severity for finding in findings] == ["error"], findings
     assert "yaml:" in findings[0].message
+
+
+# ---------------------------------------------------------------- secret values by their shape
+
+
+@pytest.mark.parametrize(
+    ("relative", "line", "kind"),
+    [
+        (
+            "docker/Dockerfile",
+            "ENV AWS_ACCESS_KEY_ID=AKIA" + "IOSFODNN7EXAMPLE\n",
+            "AWS Access Key",
+        ),
+        ("compose/docker-compose.ci.yml", "# token: ghp_" + "a" * 36 + "\n", "GitHub Token"),
+        (
+            "env/.env.ci",
+            "SLACK_TOKEN=xoxb-" + "1" * 12 + "-" + "2" * 13 + "-" + "Ab" * 12 + "\n",
+            "Slack Token",
+        ),
+    ],
+    ids=[
+        "an AWS key in a Dockerfile ENV",
+        "a GitHub token in a compose file",
+        "a Slack token in an env file",
+    ],
+)
+def test_a_value_shaped_like_a_credential_is_found_at_its_line(repo: Path, relative, line, kind):
+    path = repo / relative
+    path.write_text(path.read_text() + line)
+    findings = located(
+        secret_values.check_secret_values(repo), relative, len(path.read_text().splitlines())
+    )
+    assert [finding.severity for finding in findings] == ["error"], findings
+    assert f"looks like a {kind}" in findings[0].message
+
+
+def test_an_allowed_value_is_not_a_finding(repo: Path, monkeypatch):
+    key = "AKIA" + "IOSFODNN7EXAMPLE"
+    monkeypatch.setattr(
+        secret_patterns,
+        "allowed_digests",
+        lambda: frozenset({hashlib.sha256(key.encode()).hexdigest()}),
+    )
+    dockerfile = repo / "docker" / "Dockerfile"
+    dockerfile.write_text(dockerfile.read_text() + f"ENV AWS_ACCESS_KEY_ID={key}\n")
+    assert secret_values.check_secret_values(repo) == []
+
+
+def test_the_repository_has_no_value_shaped_like_a_credential():
+    assert secret_values.check_secret_values() == []
