@@ -336,7 +336,7 @@ TARGETS = (
     Target("verify.ci.suite_seconds", 30.0),
     Target("goss.suite_to_goss", 2.0),
     Target("session.verify_ci.seconds", 120.0),
-    Target("session.make_verify.seconds", 40.0),
+    Target("session.make_verify.seconds", 30.0),
     Target("session.publish.seconds", 10.0),
     Target("session.make_build_noop.seconds", 1.5),
     Target("session.base_images_noop.seconds", 1.0),
