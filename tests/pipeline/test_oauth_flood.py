@@ -1,10 +1,10 @@
 """A flood of OAuth requests evicts nothing that matters.
 
-Real Redis (the stand-in, started with prod's arguments: the users of pipeline/redis_users.py
-and prod's eviction policy), the real API and callback in this process (their ASGI apps,
-each request from a client address of its own), and a flood: redirects with states no one
-issued, one address past its budget, and starts far past the state budget whose states are
-then redeemed. Redis' memory is bounded tightly on purpose: just above what the app's keys
+Real Redis (the image the stack runs, started with prod's arguments: the users of
+pipeline/redis_users.py and prod's eviction policy), the real API and callback in this
+process (their ASGI apps, each request from a client address of its own), and a flood:
+redirects with states no one issued, one address past its budget, and starts far past the
+state budget whose states are then redeemed. Redis' memory is bounded tightly on purpose: just above what the app's keys
 take, so a flood that wrote what it liked would have to push something out.
 
 Afterwards every key the app keeps and every real user's code is still there and Redis
@@ -29,14 +29,13 @@ from fastapi.testclient import TestClient
 from python_on_whales import Container, docker
 
 from pipeline import redis_users
-from pipeline.image_sources import BASE_IMAGES
+from pipeline.image_sources import image_references
 from src import callback, main
 from src.settings import Settings, SharedSettings, get_settings, get_shared_settings
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
 
 ROOT = Path(__file__).resolve().parents[2]
-REDIS_IMAGE = next(image for image in BASE_IMAGES if image.key == "redis").airgap
 # The test's own observer, beside the services' users: it reads Redis' memory and stats
 # (no service's user may) and sets the tight memory bound.
 OBSERVER = "flood-observer"
@@ -91,11 +90,12 @@ def redis_server(request: pytest.FixtureRequest) -> Iterator[tuple[Container, di
     users = redis_users.server_arguments(passwords)
     observer = ["--user", OBSERVER, "on", f">{passwords[OBSERVER]}", "~*", "+@all"]
     container = docker.run(
-        REDIS_IMAGE,
+        # The Redis the stack runs (the air-gapped stand-in or upstream's, by DASHTAM_IMAGE_SOURCE).
+        image_references()["REDIS_IMAGE"],
         ["redis-server", *arguments, *users, *observer],
         name=f"dashtam-test-flood-{uuid.uuid4().hex[:8]}",
         detach=True,
-        pull="never",
+        pull="missing",
     )
     try:
         yield container, passwords
