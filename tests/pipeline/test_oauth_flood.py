@@ -4,8 +4,9 @@ Real Redis (the image the stack runs, started with prod's arguments: the users o
 pipeline/redis_users.py and prod's eviction policy), the real API and callback in this
 process (their ASGI apps, each request from a client address of its own), and a flood:
 redirects with states no one issued, one address past its budget, and starts far past the
-state budget whose states are then redeemed. Redis' memory is bounded tightly on purpose: just above what the app's keys
-take, so a flood that wrote what it liked would have to push something out.
+state budget whose states are then redeemed. Redis' memory is bounded tightly on purpose:
+just above what the app's keys take, so a flood that wrote what it liked would have to push
+something out.
 
 Afterwards every key the app keeps and every real user's code is still there and Redis
 evicted nothing. The same flood against the store as it was (volatile-ttl, no budget) loses
