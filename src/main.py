@@ -79,10 +79,9 @@ class Code(BaseModel):
     code: str
 
 
-def known_provider(provider: str, settings: Settings) -> str:
+def known_provider(provider: str, settings: Settings) -> None:
     if provider not in settings.OAUTH_PROVIDERS:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no OAuth provider {provider!r}")
-    return provider
 
 
 async def unless_redis_fails(settings: Settings, step: Awaitable[T]) -> T:

@@ -45,6 +45,16 @@ def below(service: str, *lines: str) -> tuple[str, str]:
     return CI_SERVICE[service], CI_SERVICE[service] + "".join(f"    {line}\n" for line in lines)
 
 
+def entrypoint_with_a_child_named(name: str) -> str:
+    """Redis' entrypoint line with a child beside it that calls itself `name` and waits (no
+    child of its own, which would show under its real name); Redis starts as usual."""
+    child = f"mkfifo /tmp/hold; printf {name} > /proc/self/comm; read held < /tmp/hold"
+    return (
+        f'entrypoint: [sh, -c, "sh -c \'{child}\' & exec docker-entrypoint.sh \\"$$@\\"", '
+        "docker-entrypoint.sh]"
+    )
+
+
 @dataclass(frozen=True)
 class PolicyVariant:
     key: str
@@ -246,12 +256,7 @@ VARIANTS = [
             # Restarts without a bound: a crash loop never stops.
             below("callback", "restart: on-failure"),
             # A child of Redis' own user that calls itself sshd and waits.
-            below(
-                "redis",
-                "entrypoint: [sh, -c, \"sh -c 'mkfifo /tmp/hold; printf sshd > /proc/self/comm; "
-                'read held < /tmp/hold\' & exec docker-entrypoint.sh \\"$$@\\"", '
-                "docker-entrypoint.sh]",
-            ),
+            below("redis", entrypoint_with_a_child_named("sshd")),
         ),
     ),
     PolicyVariant(
@@ -281,15 +286,8 @@ VARIANTS = [
         "ci",
         caught("redis:processes-non-root"),
         compose=(
-            below(
-                "redis",
-                'user: "0:0"',
-                # A root child renames itself as runc's bootstrap and waits (no child of its
-                # own, which would show under its real name); Redis drops root as usual.
-                "entrypoint: [sh, -c, \"sh -c 'mkfifo /tmp/hold; printf runc:[2:INIT] "
-                "> /proc/self/comm; read held < /tmp/hold' & exec docker-entrypoint.sh "
-                '\\"$$@\\"", docker-entrypoint.sh]',
-            ),
+            # A root child renames itself as runc's bootstrap and waits; Redis drops root as usual.
+            below("redis", 'user: "0:0"', entrypoint_with_a_child_named("runc:[2:INIT]")),
         ),
         also_failing=frozenset({"test_every_process_runs_as_the_service_user[ci-redis]"}),
     ),
