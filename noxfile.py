@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 import nox
-from nox.command import CommandFailed
 
 sys.path.insert(0, os.path.dirname(__file__))
 
@@ -100,13 +99,13 @@ def build_all(session: nox.Session) -> None:
         session.log(f"\n{table}\nbase and builder: built as their parts (tag one: build(<stage>))")
 
 
-@nox.session(tags=["verify"], allow_parallel=True)
+# python=False: the suite runs in this process (pytest.main), beside the helpers it started
+# while the stack booted; nox runs from the lock file's pipeline group, which holds pytest.
+@nox.session(python=False, tags=["verify"], allow_parallel=True)
 @nox.parametrize("environment_name", ENVIRONMENT_PARAMS)
 def verify(session: nox.Session, environment_name: str) -> None:
     """Boot one environment, run tests/infra against it, report, tear down (-- --keep;
     -- --images FOLDER boots the images `save-images` wrote there instead of building)."""
-    install_groups(session, "pipeline")
-    from pipeline.verification import infra_pytest_arguments
     from pipeline.verification import verify as verify_environment
 
     keep = "--keep" in session.posargs
@@ -119,18 +118,9 @@ def verify(session: nox.Session, environment_name: str) -> None:
         images_from = Path(pytest_args[at + 1]).resolve()
         del pytest_args[at : at + 2]
 
-    def run_checks(suite_variables: dict[str, str], junit) -> int:
-        """pytest's exit status: the verdict needs it, not only whether it passed."""
-        try:
-            session.run("pytest", *infra_pytest_arguments(junit), *pytest_args, env=suite_variables)
-        except CommandFailed as failed:
-            return failed.return_code if failed.return_code is not None else 1
-        return 0
-
     with pipeline_errors(session):
         outcome = verify_environment(
             environment_name,
-            run_checks,
             keep=keep,
             images_from=images_from,
             arguments=tuple(pytest_args),

@@ -140,6 +140,11 @@ FIGURE_TABLE: tuple[FigureGroup, ...] = (
         VERIFY,
         "environment",
         ("verify.{environment}.suite_seconds", "{environment}: tests/infra suite", "s"),
+        (
+            "verify.{environment}.helpers_seconds",
+            "{environment}: its inspector helpers, started to answering (during boot in verify)",
+            "s",
+        ),
     ),
     _group(
         VERIFY,

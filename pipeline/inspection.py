@@ -122,6 +122,11 @@ class Helper:
             text=True,
         )
 
+    @property
+    def alive(self) -> bool:
+        """Whether the helper still runs (it ends with its target's PID namespace)."""
+        return self._process.poll() is None
+
     def run(self, command: str) -> Answer:
         """Run one shell command inside the target's root (see pipeline/inspector.py)."""
         with self._lock:

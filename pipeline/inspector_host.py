@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 import testinfra.backend
@@ -33,11 +34,23 @@ _helpers_lock = threading.Lock()
 
 
 def helper_for(container: str) -> inspection.Helper:
-    """The one helper beside `container`, started on first use, ended when Python ends."""
+    """The one helper beside `container`, started on first use (or again, when the one
+    before ended with an incarnation of the container that restarted), ended when Python
+    ends."""
     with _helpers_lock:
-        if container not in _helpers:
-            _helpers[container] = inspection.Helper(container, inspection.ensure_inspector_image())
-        return _helpers[container]
+        helper = _helpers.get(container)
+        if helper is None or not helper.alive:
+            helper = _helpers[container] = inspection.Helper(
+                container, inspection.ensure_inspector_image()
+            )
+        return helper
+
+
+def start_helpers(containers: Iterable[str]) -> None:
+    """Start the helpers of `containers` now, without waiting for them: a verify run starts
+    them while its stack is still becoming healthy, so its checks find them ready."""
+    for container in containers:
+        helper_for(container)
 
 
 @atexit.register

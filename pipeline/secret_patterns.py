@@ -18,9 +18,6 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from detect_secrets.core.scan import scan_line
-from detect_secrets.settings import transient_settings
-
 from pipeline.environments import ROOT
 
 ALLOWLIST = ROOT / "secret-allowlist.toml"
@@ -68,6 +65,11 @@ def allowed_digests(path: Path = ALLOWLIST) -> frozenset[str]:
 
 def secrets_in(text: str) -> list[Looks]:
     """Each line of `text` holding a value shaped like a credential, and what it looks like."""
+    # Imported at the first scan: detect-secrets loads requests, a fifth of a second that a
+    # suite run narrowed to other checks does not pay.
+    from detect_secrets.core.scan import scan_line
+    from detect_secrets.settings import transient_settings
+
     allowed = allowed_digests()
     found = []
     with transient_settings({"plugins_used": [{"name": name} for name in DETECTORS]}):

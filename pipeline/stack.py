@@ -11,6 +11,7 @@ import shutil
 import socket
 import sys
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -110,6 +111,7 @@ class Stack:
     image_tag: str | None = None
     # Compose files layered over compose_file, in order (the bench mounts its goss with one).
     override_files: tuple[Path, ...] = ()
+    _config: dict | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.compose_file = self.compose_file or self.environment.compose_file
@@ -168,9 +170,12 @@ class Stack:
         return failing_as(lambda said: f"{shown}: {said}")
 
     def config(self) -> dict:
-        """`docker compose config --format json`: the stack as Compose resolves it."""
-        with self.compose_failures():
-            return self.compose_client().compose.config(return_json=True)
+        """`docker compose config --format json`: the stack as Compose resolves it, read once
+        (its files and variables do not change while the stack is up)."""
+        if self._config is None:
+            with self.compose_failures():
+                self._config = self.compose_client().compose.config(return_json=True)
+        return self._config
 
     def container_ids(self) -> dict[str, str]:
         """Service -> container ID, for every container of this project (running or not)."""
@@ -200,17 +205,26 @@ class Stack:
                     "or stop what holds it."
                 )
 
-    def up(self) -> None:
-        """Start the stack and wait until every service is healthy."""
+    def up(self, started: Callable[[], None] | None = None) -> None:
+        """Start the stack and wait until every service is healthy; `started`, when given,
+        is called once every container runs, while the last ones are still becoming healthy
+        (a verify run starts its inspector helpers there)."""
         # Air-gapped: a missing image is named by the preflight, never pulled.
         airgap = image_sources.selected_source() == image_sources.AIRGAP
+        pull = "never" if airgap else "missing"
         try:
             with self.compose_failures():
-                self.compose_client().compose.up(
+                client = self.compose_client()
+                if started is not None:
+                    # Returns once every container has started (after the ones it depends on
+                    # are healthy); the second `up` below only waits.
+                    client.compose.up(detach=True, pull=pull, quiet=True)
+                    started()
+                client.compose.up(
                     detach=True,
                     wait=True,
                     wait_timeout=WAIT_TIMEOUT_SECONDS,
-                    pull="never" if airgap else "missing",
+                    pull=pull,
                     quiet=True,  # its output is kept: a failure is told in one line
                 )
         except PipelineError:

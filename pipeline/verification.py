@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,8 @@ FACTS_FILE_VARIABLE = "DASHTAM_VERIFY_FACTS_FILE"
 CONTAINERS_VARIABLE = "DASHTAM_VERIFY_CONTAINERS"
 # Where the suite lists every case it collected before any narrowing, for the verdict.
 COLLECTED_FILE_VARIABLE = "DASHTAM_VERIFY_COLLECTED_FILE"
+# The stack's `docker compose config`, as the session read it: one reading per run.
+CONFIG_FILE_VARIABLE = "DASHTAM_VERIFY_CONFIG_FILE"
 
 
 # What one environment's stack and checks take at most, to size the default job count.
@@ -81,9 +84,16 @@ BYTECODE_CACHE = ROOT / ".dashtam" / "pycache"
 
 
 def suite_variables(
-    stack: stacks.Stack, facts_file: Path | None = None, collected_file: Path | None = None
+    stack: stacks.Stack,
+    facts_file: Path | None = None,
+    collected_file: Path | None = None,
+    config_file: Path | None = None,
 ) -> dict[str, str]:
-    """The variables that point tests/infra at a booted stack, and keep the run quick."""
+    """The variables that point tests/infra at a booted stack, and keep the run quick; with
+    `config_file`, the stack's compose config is written there for the suite to read."""
+    if config_file is not None:
+        config_file.write_text(json.dumps(stack.config()))
+        config_file.chmod(0o600)  # dev's and test's resolve their passwords into it
     return {
         ENVIRONMENT_NAME_VARIABLE: stack.environment.name,
         PROJECT_VARIABLE: stack.project,
@@ -91,6 +101,7 @@ def suite_variables(
         COMPOSE_FILE_VARIABLE: str(stack.compose_file),
         FACTS_FILE_VARIABLE: str(facts_file or ""),
         COLLECTED_FILE_VARIABLE: str(collected_file or ""),
+        CONFIG_FILE_VARIABLE: str(config_file or ""),
         CONTAINERS_VARIABLE: json.dumps(stack.container_ids()),
         # An empty value is "unset" to Python: bytecode is written, under BYTECODE_CACHE.
         "PYTHONDONTWRITEBYTECODE": "",
@@ -99,6 +110,35 @@ def suite_variables(
         # that a package in the venv registers is loaded.
         "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
     }
+
+
+@contextlib.contextmanager
+def _environment_set(variables: dict[str, str]) -> Iterator[None]:
+    """os.environ with `variables` for the duration, as it was afterwards."""
+    before = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def run_suite_here(variables: dict[str, str], junit: Path, arguments: Sequence[str] = ()) -> int:
+    """tests/infra in this process (`pytest.main`): its hosts use the helpers this process
+    started while the stack booted, and what it has imported is not imported again.
+    pytest's exit status."""
+    import pytest
+
+    command = [*infra_pytest_arguments(junit), *arguments]
+    say(f"pytest {' '.join(command)} (in this process)")
+    # testinfra logs every command at INFO, and nox's handler would print each one.
+    logging.getLogger("testinfra").setLevel(logging.WARNING)
+    with _environment_set(variables), contextlib.chdir(ROOT):
+        return int(pytest.main(command))
 
 
 def infra_pytest_arguments(junit: Path) -> list[str]:
@@ -132,7 +172,7 @@ def _raise_interrupt(signum, frame):  # pragma: no cover - signal plumbing
 
 def verify(
     environment_name: str,
-    run_checks: Callable[[dict[str, str], Path], int],
+    run_checks: Callable[[dict[str, str], Path], int] | None = None,
     *,
     keep: bool = False,
     build: bool = True,
@@ -140,9 +180,11 @@ def verify(
     compose_file: Path | None = None,
     arguments: tuple[str, ...] = (),
 ) -> VerifyOutcome:
-    """Run `run_checks(suite_variables, junit_path)` (pytest's exit status) against a freshly
-    booted, throwaway stack; `arguments` are what the caller added to the suite's (recorded:
-    a narrowed run is never a PASS).
+    """Run tests/infra against a freshly booted, throwaway stack, in this process, with
+    `arguments` added to the suite's (recorded: a narrowed run is never a PASS). The suite's
+    inspector helpers start while the stack becomes healthy. `run_checks(suite_variables,
+    junit_path)` runs the suite some other way instead (the self-test runs it in a process of
+    its own) and returns pytest's exit status.
 
     The images it builds are pushed to the registry and the stack runs them by digest
     (<registry>/dashtam/<stage>@sha256:…), which the report names: another checkout building
@@ -153,7 +195,7 @@ def verify(
     (pipeline.promotion), the same way.
     """
     # The suite imports this module's names only: these stay out of its imports.
-    from pipeline import images, promotion, reports
+    from pipeline import images, inspector_host, promotion, reports
 
     environment = environment_named(environment_name)
     if build:
@@ -175,16 +217,25 @@ def verify(
         environment, run_id=run_id, compose_file=compose_file, image_tag=run_tag, images=built
     )
     run_junit, run_facts = stack.run_file("junit.xml"), stack.run_file("facts.json")
-    run_collected = stack.run_file("collected.json")
-    stack.owned_paths += (run_junit, run_facts, run_collected)
+    run_collected, run_config = stack.run_file("collected.json"), stack.run_file("config.json")
+    stack.owned_paths += (run_junit, run_facts, run_collected, run_config)
+    in_process = run_checks is None
     previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         stack.check_host_ports_free()
         say(f"booting {stack.project} ({environment.description})")
-        stack.up()
+
+        def start_helpers() -> None:
+            inspector_host.start_helpers(stack.container_ids().values())
+
+        stack.up(started=start_helpers if in_process else None)
         say(f"{stack.project} healthy after {time.monotonic() - started:.1f} s; checking it")
+        variables = suite_variables(stack, run_facts, run_collected, run_config)
         try:
-            exit_code = run_checks(suite_variables(stack, run_facts, run_collected), run_junit)
+            if in_process:
+                exit_code = run_suite_here(variables, run_junit, arguments)
+            else:
+                exit_code = run_checks(variables, run_junit)
         finally:
             if exit_code != 0:
                 stack.print_unhealthy()
@@ -201,6 +252,8 @@ def verify(
         # A second Ctrl-C must not leave half a stack behind.
         previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
+            if in_process:
+                inspector_host.close_helpers()
             _keep_or_tear_down(stack, keep)
         finally:
             signal.signal(signal.SIGINT, previous_int)
@@ -225,14 +278,15 @@ def policy_cases(stack: stacks.Stack) -> frozenset[str]:
     from pipeline.policy import load_policy
 
     try:
-        services = [name for name in SERVICES if name in stack.config().get("services", {})]
+        declared = stack.config().get("services", {})
     except PipelineError:
         return frozenset({"(compose config could not be read)"})
     environment_name = stack.environment.name
     return frozenset(
         f"test_policy[{environment_name}-{service}-{control.id}]"
         for control in load_policy().controls
-        for service in services
+        for service in SERVICES
+        if service in declared
     )
 
 

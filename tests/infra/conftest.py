@@ -43,6 +43,7 @@ from pipeline.secret_files import SECRETS_DIR_VARIABLE, secret_values
 from pipeline.verification import (
     COLLECTED_FILE_VARIABLE,
     COMPOSE_FILE_VARIABLE,
+    CONFIG_FILE_VARIABLE,
     CONTAINERS_VARIABLE,
     ENV_FILE_VARIABLE,
     ENVIRONMENT_NAME_VARIABLE,
@@ -64,8 +65,9 @@ class Target:
     """The environment and running stack under test, resolved once per test run.
 
     What the checks read is looked up in the background as soon as the stack is known:
-    Compose's config, the containers (one reader: pipeline.running) and what the policy
-    reads through each service's host, all at once, while pytest collects.
+    Compose's config (the one the verify session read, when it hands it over), the
+    containers (one reader: pipeline.running) and what the policy reads through each
+    service's host, all at once, while pytest collects.
     """
 
     def __init__(self, config: pytest.Config) -> None:
@@ -90,7 +92,12 @@ class Target:
             Path(os.environ[FACTS_FILE_VARIABLE]) if os.environ.get(FACTS_FILE_VARIABLE) else None
         )
         self._background = ThreadPoolExecutor(max_workers=4)
-        self._config = self._background.submit(self.stack.config)
+        config_file = os.environ.get(CONFIG_FILE_VARIABLE)
+        self._config = (
+            self._background.submit(lambda: json.loads(Path(config_file).read_text()))
+            if config_file
+            else self._background.submit(self.stack.config)
+        )
         handed = os.environ.get(CONTAINERS_VARIABLE)
         self.containers = (
             running.by_service(list(json.loads(handed).values()))
@@ -121,7 +128,7 @@ class Target:
 
     def use_testinfra_hosts(self, config: pytest.Config) -> None:
         """The Host objects testinfra's plugin parametrizes `host` with (asked the way it
-        asks, so its cache returns the same objects), each helper started in the background
+        asks, so its cache returns the same objects), each made ready in the background
         while pytest collects."""
         option = config.option
         hosts = testinfra.get_hosts(
@@ -136,7 +143,7 @@ class Target:
         )
         self.hosts = {host.backend.get_pytest_id(): host for host in hosts}
         for host in hosts:
-            self._background.submit(host.run, "true")
+            self._background.submit(make_ready, host)
 
     def inspect(self, service: str) -> dict:
         """`docker container inspect` of a service's container."""
@@ -195,6 +202,15 @@ class Target:
         if self.facts_file:
             self.facts_file.write_text(json.dumps(facts))
         return facts
+
+
+def make_ready(host: Host) -> None:
+    """What testinfra asks a host once before its first check, asked now: the system it is,
+    and which of its user, file, process and socket implementations fit (a few commands
+    each; the helper is started here if it was not yet)."""
+    for module in ("system_info", "user", "file", "process", "socket"):
+        getattr(host, module)
+    host.system_info.type  # noqa: B018 - reading it is what makes testinfra ask
 
 
 def pytest_configure(config: pytest.Config) -> None:

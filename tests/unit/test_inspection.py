@@ -1,5 +1,6 @@
 """The host side of reading containers (pipeline/inspection.py), where it needs no Docker:
-the `docker run` of the helper, the inspector image's name, and reading a run's facts.
+the `docker run` of the helper, the inspector image's name, reading a run's facts, and which
+commands the inspector runs without a shell.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import engine, image_sources, inspection
+from pipeline import engine, image_sources, inspection, inspector
 
 CONTAINER = "9c1e5c0b3a7f"
 IMAGE = "dashtam/inspector:0123456789ab"
@@ -115,3 +116,36 @@ def test_read_facts_reads_a_run_s_facts_or_gives_nothing(tmp_path):
     for path in (facts, tmp_path / "missing.json"):
         found = inspection.read_facts(path)
         assert found == {}, f"{path.name}: expected no facts, found {found}"
+
+
+TOOLS = frozenset({"id", "ps", "stat", "test", "ss"})
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["id -u appuser", "ps -ww -p 1 -o lstart,ruid", "stat -Lc %U /app", "test -e /bin/busybox"],
+)
+def test_one_of_our_tools_with_plain_words_runs_without_the_shell(command):
+    argv, program = inspector.argv_of(command, TOOLS)
+    assert argv == command.split(), f"expected {command!r} as its words, found {argv}"
+    assert program == f"{inspector.TOOLS_INSIDE_TARGET}/{argv[0]}", (
+        f"expected our own {argv[0]}, found {program}"
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "getent group appuser | cut -d':' -f3",  # a pipe, quoting
+        "command -v ss",  # a builtin, no tool of ours
+        "test -e /app/*.py",  # a glob
+        "P=secret id -u",  # an assignment
+        "id -u $USER",  # an expansion
+        "ps -A > /tmp/x",  # a redirection
+        "uname -s",  # a program that is not one of the tools
+    ],
+)
+def test_anything_else_goes_through_the_shell(command):
+    argv, program = inspector.argv_of(command, TOOLS)
+    assert argv == ["sh", "-c", command], f"expected {command!r} run by sh, found {argv}"
+    assert program == f"{inspector.TOOLS_INSIDE_TARGET}/sh", f"expected our sh, found {program}"

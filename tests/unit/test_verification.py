@@ -1,11 +1,16 @@
-"""Which nox command lines verify every environment side by side, and with how many jobs."""
+"""Which nox command lines verify every environment side by side, and with how many jobs;
+what one run reads once and sets for its suite only."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
+from pipeline import stack as stacks
 from pipeline import verification
-from pipeline.environments import ENVIRONMENTS
+from pipeline.environments import ENVIRONMENTS, SERVICES
+from pipeline.policy import load_policy
 
 
 @pytest.mark.parametrize(
@@ -43,3 +48,42 @@ def test_the_default_job_count_is_bounded_by_environments_cpus_and_memory(monkey
     monkeypatch.setattr(verification.os, "cpu_count", lambda: 1)
     meminfo.write_text(f"MemAvailable:   {24 * 1024 * 1024} kB\n")
     assert verification.default_jobs() == 2, "one CPU: two at once at most"
+
+
+class CountingCompose:
+    """python-on-whales' compose client, as far as `config` goes: counts its readings."""
+
+    def __init__(self, model: dict) -> None:
+        self.model = model
+        self.readings = 0
+        self.compose = self
+
+    def config(self, return_json: bool) -> dict:
+        self.readings += 1
+        return self.model
+
+
+def test_a_run_reads_its_stack_s_compose_config_once(monkeypatch, tmp_path):
+    environment = ENVIRONMENTS["ci"]
+    stack = stacks.Stack(environment, "dashtam-ci-verify-0", tmp_path / ".env")
+    client = CountingCompose({"services": {name: {} for name in SERVICES}})
+    monkeypatch.setattr(stacks.Stack, "compose_client", lambda self: client)
+    cases = verification.policy_cases(stack)
+    again = verification.policy_cases(stack)
+    assert cases == again and len(cases) == len(SERVICES) * len(load_policy().controls), (
+        f"expected every control on every service, found {len(cases)} cases"
+    )
+    assert client.readings == 1, f"expected one `compose config`, found {client.readings}"
+
+
+def test_the_suite_s_variables_are_set_for_the_run_only(monkeypatch):
+    monkeypatch.setenv("DASHTAM_VERIFY_PROJECT", "the-caller-s")
+    monkeypatch.delenv("DASHTAM_VERIFY_FACTS_FILE", raising=False)
+    variables = {"DASHTAM_VERIFY_PROJECT": "the-run-s", "DASHTAM_VERIFY_FACTS_FILE": "facts"}
+    with verification._environment_set(variables):
+        seen = {name: os.environ.get(name) for name in variables}
+    after = {name: os.environ.get(name) for name in variables}
+    assert seen == variables, f"expected the run's variables during it, found {seen}"
+    assert after == {"DASHTAM_VERIFY_PROJECT": "the-caller-s", "DASHTAM_VERIFY_FACTS_FILE": None}, (
+        f"expected the caller's environment back, found {after}"
+    )
