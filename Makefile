@@ -30,11 +30,13 @@ tools: ## Install uv (the one Python tool the host needs) when it is missing
 engine: ## Install and start Docker Engine >= 26 with Compose and Buildx when none answers
 	@bash scripts/install-docker.sh $(if $(AIRGAP),--with-mmdebstrap,)
 
+# Lint runs beside the verify sessions (nox's scheduler: both allow it), on the CPU they leave
+# idle while their stacks boot; the builds come first, alone.
 verify: tools engine ## The main job: lint, build every stage, verify every environment
-	$(NOX) -s $(AIRGAP_PREP) lint build-all verify
+	$(NOX) -s $(AIRGAP_PREP) build-all lint verify
 
 test: tools engine ## The test suite: unit, lint, build, verify every environment, pipeline integration
-	$(NOX) -s $(AIRGAP_PREP) tests lint build verify integration
+	$(NOX) -s $(AIRGAP_PREP) tests build lint verify integration
 
 lint: tools ## Lint Dockerfile, YAML, compose configs, workflows and env files
 	$(NOX) -s lint

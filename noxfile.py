@@ -5,9 +5,10 @@
 # ///
 """Dashtam's pipeline: lint, build every stage, boot and verify every environment.
 
-`nox` runs the main job (lint, build, verify). Sessions stay thin; the work lives in the
-`pipeline` package. Sessions that only drive Docker run in this process (python=False);
-the ones that run tools or pytest install the lock file's groups with uv.
+`nox` runs the main job (build, then lint and verify side by side). Sessions stay thin; the
+work lives in the `pipeline` package. Sessions that only drive Docker, and verify (its suite
+runs in-process), run in this process (python=False); the ones that run tools or the unit
+tests install the lock file's groups with uv.
 """
 
 from __future__ import annotations
@@ -33,13 +34,15 @@ sys.pycache_prefix = str(BYTECODE_CACHE)
 
 nox.needs_version = ">=2026.10.20"
 nox.options.default_venv_backend = "uv|virtualenv"
-nox.options.sessions = ["lint", "build-all", "verify"]
+nox.options.sessions = ["build-all", "lint", "verify"]
 nox.options.reuse_venv = "yes"
 # `nox`, `nox -s verify`, `make verify`: nox's own scheduler verifies the environments side by
 # side (each in its own process, with its own stack, report and teardown; output printed
-# whole as each finishes); every other session runs alone, in order. `-j 1` for one at a time.
+# whole as each finishes), lint beside them (one job more: it is light, and fills the CPU the
+# booting stacks leave idle); every other session runs alone, in order. `-j 1` for one at a
+# time.
 if verifies_every_environment(sys.argv[1:]):
-    nox.options.parallel = default_jobs()
+    nox.options.parallel = default_jobs() + 1
 
 STAGE_PARAMS = [nox.param(name, id=name) for name in STAGES]
 ENVIRONMENT_PARAMS = [nox.param(name, id=name) for name in ENVIRONMENTS]
@@ -71,7 +74,7 @@ def pipeline_errors(session: nox.Session):
         session.error(str(error).rstrip("."))  # nox ends the line with its own full stop
 
 
-@nox.session
+@nox.session(allow_parallel=True)
 def lint(session: nox.Session) -> None:
     """Lint Dockerfiles, YAML, compose, workflows, env files, shell and Python (file:line: msg)."""
     install_groups(session, "pipeline")

@@ -18,7 +18,7 @@ from pipeline.policy import load_policy
     [
         pytest.param([], True, id="nox-alone-runs-the-default-sessions-with-verify"),
         pytest.param(["-s", "verify"], True, id="the-verify-family"),
-        pytest.param(["-s", "lint", "build-all", "verify"], True, id="make-verify"),
+        pytest.param(["-s", "build-all", "lint", "verify"], True, id="make-verify"),
         pytest.param(["--sessions=verify"], True, id="sessions-equals-verify"),
         pytest.param(["-t", "verify"], True, id="the-verify-tag"),
         pytest.param(["-s", "verify(ci)"], False, id="one-environment-runs-as-asked"),
