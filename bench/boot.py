@@ -26,7 +26,7 @@ from pipeline import stack as stacks
 from pipeline.docker_client import best_effort, docker
 from pipeline.environments import ENVIRONMENTS, ROOT, SERVICE_PORTS, image_name
 from pipeline.errors import PipelineError
-from pipeline.process import run, say
+from pipeline.process import environment_set, run, say
 from pipeline.running import project_containers
 from pipeline.verification import suite_variables
 
@@ -173,21 +173,13 @@ def seconds_after(moment: float | None, started: float) -> float | None:
 def images_tagged(tag: str | None) -> Iterator[None]:
     """DASHTAM_<STAGE>_IMAGE=dashtam/<stage>:<tag> for compose (the shell's value wins over the
     env files); with no tag, compose's own default (dashtam/<stage>:latest)."""
-    variables = [stacks.image_variable(stage) for stage in images.images_that_run()]
-    previous = {variable: os.environ.get(variable) for variable in variables}
-    for variable, stage in zip(variables, images.images_that_run(), strict=True):
-        if tag:
-            os.environ[variable] = f"{image_name(stage)}:{tag}"
-        else:
-            os.environ.pop(variable, None)
-    try:
+    with environment_set(
+        {
+            stacks.image_variable(stage): f"{image_name(stage)}:{tag}" if tag else None
+            for stage in images.images_that_run()
+        }
+    ):
         yield
-    finally:
-        for variable, value in previous.items():
-            if value is None:
-                os.environ.pop(variable, None)
-            else:
-                os.environ[variable] = value
 
 
 def stack_tag(bench_run: BenchRun, variant: Variant, stages: Sequence[str]) -> str | None:

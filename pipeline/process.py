@@ -6,9 +6,11 @@ Everything in the pipeline that starts a program (docker, git, linters, uv) goes
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 
@@ -48,3 +50,23 @@ def last_line(text: str | None) -> str:
 def say(message: str, *, speaker: str = "dashtam") -> None:
     """A progress line for people, on stderr, flushed at once."""
     print(f"{speaker}: {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def environment_set(variables: Mapping[str, str | None]) -> Iterator[None]:
+    """This process's environment with `variables` set (None: unset) for the duration, and
+    as it was afterwards."""
+    before = {name: os.environ.get(name) for name in variables}
+    _set_environment(variables)
+    try:
+        yield
+    finally:
+        _set_environment(before)
+
+
+def _set_environment(variables: Mapping[str, str | None]) -> None:
+    for name, value in variables.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

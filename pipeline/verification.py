@@ -9,7 +9,7 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from pipeline import stack as stacks
 from pipeline.environments import ENVIRONMENTS, REPORTS, ROOT, SERVICES
 from pipeline.environments import environment as environment_named
 from pipeline.errors import PipelineError
-from pipeline.process import say
+from pipeline.process import environment_set, say
 
 # What the verification suite (tests/infra) reads to find the stack it checks.
 ENVIRONMENT_NAME_VARIABLE = "DASHTAM_VERIFY_ENVIRONMENT_NAME"
@@ -112,21 +112,6 @@ def suite_variables(
     }
 
 
-@contextlib.contextmanager
-def _environment_set(variables: dict[str, str]) -> Iterator[None]:
-    """os.environ with `variables` for the duration, as it was afterwards."""
-    before = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def run_suite_here(variables: dict[str, str], junit: Path, arguments: Sequence[str] = ()) -> int:
     """tests/infra in this process (`pytest.main`): its hosts use the helpers this process
     started while the stack booted, and what it has imported is not imported again.
@@ -137,7 +122,7 @@ def run_suite_here(variables: dict[str, str], junit: Path, arguments: Sequence[s
     say(f"pytest {' '.join(command)} (in this process)")
     # testinfra logs every command at INFO, and nox's handler would print each one.
     logging.getLogger("testinfra").setLevel(logging.WARNING)
-    with _environment_set(variables), contextlib.chdir(ROOT):
+    with environment_set(variables), contextlib.chdir(ROOT):
         return int(pytest.main(command))
 
 

@@ -11,6 +11,7 @@ from pipeline import stack as stacks
 from pipeline import verification
 from pipeline.environments import ENVIRONMENTS, SERVICES
 from pipeline.policy import load_policy
+from pipeline.process import environment_set
 
 
 @pytest.mark.parametrize(
@@ -78,12 +79,20 @@ def test_a_run_reads_its_stack_s_compose_config_once(monkeypatch, tmp_path):
 
 def test_the_suite_s_variables_are_set_for_the_run_only(monkeypatch):
     monkeypatch.setenv("DASHTAM_VERIFY_PROJECT", "the-caller-s")
+    monkeypatch.setenv("DASHTAM_PRODUCTION_IMAGE", "the-caller-s")
     monkeypatch.delenv("DASHTAM_VERIFY_FACTS_FILE", raising=False)
-    variables = {"DASHTAM_VERIFY_PROJECT": "the-run-s", "DASHTAM_VERIFY_FACTS_FILE": "facts"}
-    with verification._environment_set(variables):
+    variables = {
+        "DASHTAM_VERIFY_PROJECT": "the-run-s",
+        "DASHTAM_VERIFY_FACTS_FILE": "facts",
+        "DASHTAM_PRODUCTION_IMAGE": None,  # unset for the run
+    }
+    with environment_set(variables):
         seen = {name: os.environ.get(name) for name in variables}
     after = {name: os.environ.get(name) for name in variables}
     assert seen == variables, f"expected the run's variables during it, found {seen}"
-    assert after == {"DASHTAM_VERIFY_PROJECT": "the-caller-s", "DASHTAM_VERIFY_FACTS_FILE": None}, (
-        f"expected the caller's environment back, found {after}"
-    )
+    expected = {
+        "DASHTAM_VERIFY_PROJECT": "the-caller-s",
+        "DASHTAM_VERIFY_FACTS_FILE": None,
+        "DASHTAM_PRODUCTION_IMAGE": "the-caller-s",
+    }
+    assert after == expected, f"expected the caller's environment back, found {after}"
