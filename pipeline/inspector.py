@@ -66,6 +66,8 @@ def run(command: str, tools: frozenset[str] = frozenset()) -> dict:
             check=False,
         )
         rc, stdout, stderr = done.returncode, done.stdout, done.stderr
+        if rc < 0:  # ended by a signal, which the shell reports as 128 + its number
+            rc = 128 - rc
     except subprocess.TimeoutExpired as expired:
         rc, stdout = TIMED_OUT, expired.stdout or b""
         stderr = f"inspector: no answer in {COMMAND_TIMEOUT_SECONDS} s".encode()
