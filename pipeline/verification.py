@@ -92,8 +92,8 @@ def suite_variables(
     """The variables that point tests/infra at a booted stack, and keep the run quick; with
     `config_file`, the stack's compose config is written there for the suite to read."""
     if config_file is not None:
+        config_file.touch(mode=0o600)  # dev's and test's hold their passwords, resolved
         config_file.write_text(json.dumps(stack.config()))
-        config_file.chmod(0o600)  # dev's and test's resolve their passwords into it
     return {
         ENVIRONMENT_NAME_VARIABLE: stack.environment.name,
         PROJECT_VARIABLE: stack.project,
