@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import io
 import json
@@ -182,6 +183,7 @@ def test_no_secret_in_any_layer(environment_name, app_service, layer_findings, c
     )
 
 
+@functools.cache  # an image ID names one content: two checks read its history, once
 def image_history(image_id: str) -> str:
     """Each layer's CreatedBy: the build's commands, with the build arguments they saw."""
     return subprocess.run(

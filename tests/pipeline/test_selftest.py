@@ -73,6 +73,25 @@ CAUGHT_BY_A_CHECK = [
     ),
     pytest.param(
         Variant(
+            key="credential-in-a-source-file",
+            environment="ci",
+            breaks=lambda lab: lab.production_image_from(
+                "credential-in-a-source-file.Dockerfile",
+                # AWS's documented example key, put together here: no line of ours holds it.
+                {"local_settings.py": b'AWS_ACCESS_KEY_ID = "AKIA' + b'IOSFODNN7EXAMPLE"\n'},
+            ),
+            caught_by="test_no_secret_in_any_layer[ci-app]",
+            still_passing=(
+                "test_no_secret_in_any_layer[ci-callback]",
+                # Only the file holds it: not the image's ENV, labels or history.
+                "test_no_credential_shaped_value_in_the_image_config_or_history[ci-app]",
+                "test_policy[ci-app-app-files-owned-by-appuser]",
+            ),
+        ),
+        id="a-credential-shaped-value-in-one-of-our-files-is-caught-by-the-layer-scan",
+    ),
+    pytest.param(
+        Variant(
             key="libpython-off-cache",
             environment="ci",
             breaks=lambda lab: lab.production_image_from(
