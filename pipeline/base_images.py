@@ -30,7 +30,7 @@ from pathlib import Path
 from pipeline import preflight
 from pipeline.ca_bundle import ca_bundle_secrets
 from pipeline.docker_client import container_output, docker, translated
-from pipeline.engine import found_images, image_id, remove_if_untagged
+from pipeline.engine import image_id, inspect_images, remove_if_untagged
 from pipeline.environments import DOCKERFILE
 from pipeline.errors import PipelineError
 from pipeline.image_sources import AIRGAP_ROOTFS, BASE_IMAGES, UV_VERSION, BaseImage
@@ -137,17 +137,6 @@ def inputs_digest(key: str, build_args: dict[str, str], image_ids: dict[str, str
             digest.update(f"\0{path.relative_to(folder)}\0".encode())
             digest.update(path.read_bytes())
     return f"sha256:{digest.hexdigest()}"
-
-
-def inspect_images(references: list[str]) -> dict[str, dict]:
-    """reference -> `docker image inspect` of it, for those the engine has (one command)."""
-    found = found_images(references)
-    answers = {}
-    for reference in references:
-        for entry in found:
-            if reference in (entry.get("RepoTags") or []) or reference == entry["Id"]:
-                answers[reference] = entry
-    return answers
 
 
 def current_stand_ins() -> list[BuiltImage] | None:

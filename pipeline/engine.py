@@ -46,6 +46,17 @@ def built_images(references: list[str]) -> list[dict]:
         ) from None
 
 
+def inspect_images(references: list[str]) -> dict[str, dict]:
+    """reference -> `docker image inspect` of it, for those the engine has (one command)."""
+    found = found_images(references)
+    answers = {}
+    for reference in references:
+        for entry in found:
+            if reference in (entry.get("RepoTags") or []) or reference == entry["Id"]:
+                answers[reference] = entry
+    return answers
+
+
 def image_id(reference: str) -> str | None:
     """The image ID a reference names in the local store, or None when there is none."""
     found = found_images([reference])

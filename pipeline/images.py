@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import tempfile
 import time
@@ -20,7 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from pipeline import engine, image_sources, preflight, provenance, pushing, registry
+from pipeline import (
+    build_inputs,
+    engine,
+    image_sources,
+    preflight,
+    provenance,
+    pushing,
+    registry,
+)
+from pipeline.build_inputs import FROM_LINE, FROM_OPTION
 from pipeline.ca_bundle import ca_bundle_secrets
 from pipeline.environments import DOCKERFILE, REPORTS, ROOT, STAGES, image_name, stage
 from pipeline.errors import PipelineError
@@ -114,23 +122,18 @@ def bake_definition(
     return {"group": {"default": {"targets": list(stage_tags)}}, "target": targets}
 
 
-_FROM = re.compile(r"^FROM\s+(?:--\S+\s+)*(?P<parent>\S+)(?:\s+AS\s+(?P<name>\S+))?", re.I)
-# COPY --from=<stage>, and RUN --mount=...,from=<stage>,...
-_FROM_STAGE = re.compile(r"(?:--|,)from=(?P<parent>[^\s,]+)")
-
-
 def stage_ancestors(dockerfile: Path) -> dict[str, set[str]]:
     """Stage -> every stage it builds on (FROM, COPY --from, RUN --mount from=), transitively."""
     parents: dict[str, set[str]] = {}
     current = None
     for line in dockerfile.read_text().splitlines():
         line = line.strip()
-        match = _FROM.match(line)
+        match = FROM_LINE.match(line)
         if match:
             current = match["name"] or f"#{len(parents)}"
             parents[current] = {match["parent"]}
         elif current:
-            parents[current] |= set(_FROM_STAGE.findall(line))
+            parents[current] |= set(FROM_OPTION.findall(line))
     ancestors: dict[str, set[str]] = {}
 
     def walk(name: str) -> set[str]:
@@ -215,14 +218,17 @@ def build_stages(
     """Build the stages with buildx bake, tag each dashtam/<stage>, push each to the registry
     (started when it is not up), say how long, how big and which digest.
 
+    When the image each stage's tag names carries the digest of today's inputs
+    (pipeline.build_inputs), that image is the build: it is tagged, gated and pushed like a
+    fresh one, and BuildKit is not asked; a bake labels what it builds with that digest.
     show=False keeps BuildKit's output to itself unless a step fails; extra_tags are tagged
-    too, by the same bake, so they name exactly what it built (a verify run's own tag).
+    too (a verify run's own tag), so they name exactly what was built.
     """
     for name in stage_names:
         stage(name)
     # The registry is started (or found up) alongside the checks: it is last, so a missing
     # engine or stand-in is reported by its own check.
-    *_, source, address = preflight.require_all(
+    engine_version, *_, source, address = preflight.require_all(
         preflight.require_engine,
         preflight.require_buildx,
         preflight.require_lock_file,
@@ -238,10 +244,21 @@ def build_stages(
     definition = bake_definition(
         tags, source=source, context=ROOT, dockerfile=DOCKERFILE, cache_from=cache
     )
-    rounds = bake_rounds(stage_names, DOCKERFILE)
-    seconds, _ = bake(definition, rounds, progress="auto" if show else "plain", show=show)
-    inspected = inspect_built([tags[name][0] for name in stage_names])
-    answers = dict(zip(stage_names, inspected, strict=True))
+    inputs = inputs_digests(definition, str(engine_version))
+    answers = images_built_from(inputs, tags) if inputs else None
+    seconds = 0.0
+    if answers is None:
+        if inputs:
+            definition = labelled(definition, inputs)
+        rounds = bake_rounds(stage_names, DOCKERFILE)
+        seconds, _ = bake(definition, rounds, progress="auto" if show else "plain", show=show)
+        if inputs and inputs != inputs_digests(definition, str(engine_version)):
+            raise PipelineError(
+                f"the build context ({ROOT}) changed while BuildKit read it: the images may not "
+                "be what their inputs label says; build again."
+            )
+        inspected = inspect_built([tags[name][0] for name in stage_names])
+        answers = dict(zip(stage_names, inspected, strict=True))
     for name, answer in answers.items():
         if (answer.user or "root") in ("root", "0", "0:0"):
             raise PipelineError(
@@ -270,10 +287,65 @@ def build_stages(
         )
         for name, answer in answers.items()
     ]
-    if not show:
-        built = ", ".join(result.tags[0] for result in results)
+    built = ", ".join(result.tags[0] for result in results)
+    if not seconds:
+        print(f"dashtam: {built}: built before from these very inputs", file=sys.stderr)
+    elif not show:
         print(f"dashtam: built {built} in {seconds:.1f} s", file=sys.stderr)
     return results
+
+
+def inputs_digests(definition: dict, engine_version: str) -> dict[str, str] | None:
+    """Stage -> the digest of what the definition builds it from (pipeline.build_inputs);
+    None when that cannot be read for sure, or the build is asked to pull or skip the cache
+    (then BuildKit decides)."""
+    if _flag(PULL_VARIABLE) or _flag(NO_CACHE_VARIABLE):
+        return None
+    first = next(iter(definition["target"].values()))
+    context = Path(first["context"])
+    dockerfile = context / first["dockerfile"]
+    references = build_inputs.base_references(dockerfile.read_text(), first["args"])
+    if references is None:
+        return None
+    found = {image["Id"]: image for image in engine.found_images(references)}
+    base_ids = {
+        reference: image_id
+        for image_id, image in found.items()
+        for reference in references
+        if reference in (image.get("RepoTags") or []) or reference == image_id
+    }
+    if set(base_ids) != set(references):
+        return None  # a base image the engine does not have: BuildKit pulls or fails
+    return build_inputs.stage_digests(
+        definition, context=context, dockerfile=dockerfile, base_ids=base_ids, engine=engine_version
+    )
+
+
+def labelled(definition: dict, inputs: dict[str, str]) -> dict:
+    """The definition with each stage's inputs digest as a label on its image."""
+    targets = {
+        name: {**target, "labels": {**target["labels"], build_inputs.INPUTS_LABEL: inputs[name]}}
+        for name, target in definition["target"].items()
+    }
+    return {**definition, "target": targets}
+
+
+def images_built_from(
+    inputs: dict[str, str], tags: dict[str, list[str]]
+) -> dict[str, InspectedImage] | None:
+    """Stage -> the image its first tag names, when every stage's carries the digest of
+    these inputs (given the tags it lacks: a verify run's own, the commit's); else None."""
+    found = engine.inspect_images([tags[name][0] for name in inputs])
+    images = {name: found.get(tags[name][0]) for name in inputs}
+    for name, image in images.items():
+        labels = ((image or {}).get("Config") or {}).get("Labels") or {}
+        if labels.get(build_inputs.INPUTS_LABEL) != inputs[name]:
+            return None
+    for name, image in images.items():
+        for tag in tags[name][1:]:
+            if tag not in (image.get("RepoTags") or []):
+                engine.tag_image(image["Id"], tag)
+    return {name: _inspected(image) for name, image in images.items()}
 
 
 def export_layer_cache(
@@ -308,16 +380,17 @@ class InspectedImage(NamedTuple):
 
 def inspect_built(references: list[str]) -> list[InspectedImage]:
     """What the build gate and the push need of each image, in one `docker image inspect`."""
-    found = engine.built_images(references)
-    return [
-        InspectedImage(
-            image["Id"],
-            (image.get("Config") or {}).get("User") or "",
-            image["Size"],
-            image.get("RepoDigests") or [],
-        )
-        for image in found
-    ]
+    return [_inspected(image) for image in engine.built_images(references)]
+
+
+def _inspected(image: dict) -> InspectedImage:
+    """What the build gate and the push need, from the engine's inspect JSON of an image."""
+    return InspectedImage(
+        image["Id"],
+        (image.get("Config") or {}).get("User") or "",
+        image["Size"],
+        image.get("RepoDigests") or [],
+    )
 
 
 def _stage_list(stage_names: tuple[str, ...] | list[str]) -> str:
@@ -333,6 +406,8 @@ def format_build_table(results: list[BuildResult]) -> str:
     ]
     for result in results:
         together = f" ({result.built_with} stages baked together)" if result.built_with > 1 else ""
+        if not result.seconds:
+            together = " (nothing to build: its inputs are unchanged)"
         lines.append(
             f"| {result.stage} | {result.tags[0]} | {result.size_bytes / 1e6:.1f} "
             f"| {result.seconds:.1f}{together} | {result.reference or 'not pushed'} |"

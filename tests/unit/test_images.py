@@ -99,3 +99,47 @@ def test_the_projects_dockerfile_bakes_its_leaves_first():
         ["development", "production", "callback"],
         ["base", "builder"],
     ]
+
+
+# A build with nothing to do: the image a stage's tag names carries its inputs' digest.
+BUILT = {
+    "Id": "sha256:" + "a" * 64,
+    "Size": 1,
+    "RepoTags": ["dashtam/production:latest"],
+    "RepoDigests": [],
+    "Config": {"User": "appuser", "Labels": {images.build_inputs.INPUTS_LABEL: "sha256:in"}},
+}
+RUN_TAGS = {"production": ["dashtam/production:latest", "dashtam/production:verify-1"]}
+
+
+def engine_holding(monkeypatch: pytest.MonkeyPatch, found: dict) -> list[tuple[str, str]]:
+    tagged: list[tuple[str, str]] = []
+    monkeypatch.setattr(images.engine, "inspect_images", lambda references: found)
+    monkeypatch.setattr(images.engine, "tag_image", lambda *pair: tagged.append(pair))
+    return tagged
+
+
+def test_an_image_carrying_the_inputs_digest_is_the_build(monkeypatch):
+    tagged = engine_holding(monkeypatch, {"dashtam/production:latest": BUILT})
+    answers = images.images_built_from({"production": "sha256:in"}, RUN_TAGS)
+    assert answers["production"].image_id == BUILT["Id"]
+    assert tagged == [(BUILT["Id"], "dashtam/production:verify-1")]
+
+
+@pytest.mark.parametrize(
+    "found",
+    [{}, {"dashtam/production:latest": {**BUILT, "Config": {"User": "appuser"}}}],
+    ids=["no image", "no label"],
+)
+def test_otherwise_the_bake_runs(monkeypatch, found):
+    tagged = engine_holding(monkeypatch, found)
+    assert images.images_built_from({"production": "sha256:in"}, RUN_TAGS) is None
+    assert images.images_built_from({"production": "sha256:other"}, RUN_TAGS) is None
+    assert not tagged
+
+
+def test_a_baked_image_is_labelled_with_its_inputs_digest():
+    baked = images.labelled(definition(), {"production": "sha256:in"})
+    labels = baked["target"]["production"]["labels"]
+    assert labels[images.build_inputs.INPUTS_LABEL] == "sha256:in"
+    assert "org.opencontainers.image.revision" in labels
