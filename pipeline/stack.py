@@ -237,15 +237,18 @@ class Stack:
                 ) from None
             raise
 
-    def down(self, *, remove_volumes: bool) -> None:
+    def down(self, *, remove_volumes: bool, graceful: bool = True) -> None:
         """Remove the stack's containers and networks (and its volumes), then what was made
         for it alone: its variables file, throwaway secrets, its run's image tag.
 
+        graceful=False stops the containers at once (SIGKILL) instead of giving them
+        STOP_TIMEOUT_SECONDS to shut down: for a throwaway stack whose data goes with it.
         One script in a session of its own, waited for: an interrupt that ends this process
         (nox's parallel runner stops a session with SIGTERM, and SIGKILL two seconds later)
         cannot cut the removal short.
         """
-        down = ["down", "--remove-orphans", "--timeout", str(STOP_TIMEOUT_SECONDS)]
+        timeout = STOP_TIMEOUT_SECONDS if graceful else 0
+        down = ["down", "--remove-orphans", "--timeout", str(timeout)]
         steps = [self.compose_arguments(*down, *(["--volumes"] if remove_volumes else []))]
         steps.append(["rm", "-rf", *(str(p) for p in (self.variables_file, *self.owned_paths))])
         if self.image_tag:

@@ -296,7 +296,9 @@ def _keep_or_tear_down(stack: stacks.Stack, keep: bool) -> None:
         )
         say(f"remove it: `{stack.compose_command()} down --volumes && rm -rf {made}`")
         return
-    stack.down(remove_volumes=True)
+    # Nobody keeps a verify run's stack or its data: a graceful shutdown of its services
+    # (uvicorn draining, postgres' checkpoint) would be CPU the other environments need.
+    stack.down(remove_volumes=True, graceful=False)
     leftovers = {kind: names for kind, names in stack.leftovers().items() if names}
     if leftovers:
         raise PipelineError(f"{stack.project}: teardown left {leftovers}; remove them by hand.")

@@ -96,3 +96,23 @@ def test_the_suite_s_variables_are_set_for_the_run_only(monkeypatch):
         "DASHTAM_PRODUCTION_IMAGE": "the-caller-s",
     }
     assert after == expected, f"expected the caller's environment back, found {after}"
+
+
+@pytest.mark.parametrize(("graceful", "timeout"), [(True, "10"), (False, "0")])
+def test_a_throwaway_stack_is_stopped_at_once_an_operators_gracefully(
+    tmp_path, monkeypatch, graceful, timeout
+):
+    scripts: list[str] = []
+    monkeypatch.setattr(stacks, "run", lambda command, **options: scripts.append(command[-1]))
+    stack = stacks.Stack(ENVIRONMENTS["ci"], "dashtam-ci-verify-0", tmp_path / ".env")
+    stack.down(remove_volumes=True, graceful=graceful)
+    assert f"down --remove-orphans --timeout {timeout} --volumes" in scripts[0]
+
+
+def test_a_verify_run_tears_its_stack_down_at_once(tmp_path, monkeypatch):
+    calls: list[dict] = []
+    stack = stacks.Stack(ENVIRONMENTS["ci"], "dashtam-ci-verify-0", tmp_path / ".env")
+    monkeypatch.setattr(stack, "down", lambda **options: calls.append(options))
+    monkeypatch.setattr(stack, "leftovers", lambda: {})
+    verification._keep_or_tear_down(stack, keep=False)
+    assert calls == [{"remove_volumes": True, "graceful": False}]
