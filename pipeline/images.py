@@ -307,12 +307,8 @@ def inputs_digests(definition: dict, engine_version: str) -> dict[str, str] | No
     references = build_inputs.base_references(dockerfile.read_text(), first["args"])
     if references is None:
         return None
-    found = {image["Id"]: image for image in engine.found_images(references)}
     base_ids = {
-        reference: image_id
-        for image_id, image in found.items()
-        for reference in references
-        if reference in (image.get("RepoTags") or []) or reference == image_id
+        reference: image["Id"] for reference, image in engine.inspect_images(references).items()
     }
     if set(base_ids) != set(references):
         return None  # a base image the engine does not have: BuildKit pulls or fails
