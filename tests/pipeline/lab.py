@@ -142,17 +142,7 @@ class Lab:
 
     def context_copy(self) -> Path:
         """A copy of the Dockerfile's build context, to break before building from it."""
-        context = self.tmp_path / "context"
-        for name in BUILD_CONTEXT:
-            source = ROOT / name
-            if source.is_dir():
-                shutil.copytree(
-                    source, context / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
-                )
-            else:
-                context.mkdir(exist_ok=True)
-                shutil.copy2(source, context / name)
-        return context
+        return copy_build_context(self.tmp_path / "context")
 
     def build_stage_from(self, context: Path, stage: str) -> None:
         """The pipeline's own build of `stage` (build gate included), from `context`,
@@ -246,3 +236,17 @@ def lab_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callabl
         left_images = [tag for tag in lab.tags if docker.image.exists(tag)]
         assert not leftovers, f"self-test {lab.key}: stacks left after teardown: {leftovers}"
         assert not left_images, f"self-test {lab.key}: images left behind: {left_images}"
+
+
+def copy_build_context(context: Path) -> Path:
+    """The Dockerfile's build context (BUILD_CONTEXT, bytecode aside) copied to `context`."""
+    for name in BUILD_CONTEXT:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(
+                source, context / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+            )
+        else:
+            context.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, context / name)
+    return context

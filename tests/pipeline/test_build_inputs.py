@@ -7,16 +7,14 @@ dashtam/callback:inputs-<id>, so the checkout's own images and tags are never to
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from pathlib import Path
 
 import pytest
 
 from pipeline import engine, images
-from pipeline.environments import ROOT
 from tests.pipeline.conftest import docker_output
-from tests.pipeline.lab import BUILD_CONTEXT
+from tests.pipeline.lab import copy_build_context
 
 pytestmark = pytest.mark.docker
 STAGE = "callback"
@@ -24,16 +22,7 @@ STAGE = "callback"
 
 @pytest.fixture
 def context(tmp_path: Path) -> Path:
-    context = tmp_path / "context"
-    for name in BUILD_CONTEXT:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(
-                source, context / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
-            )
-        else:
-            context.mkdir(exist_ok=True)
-            shutil.copy2(source, context / name)
+    context = copy_build_context(tmp_path / "context")
     # An image of its own: never the checkout's callback image, whose tags stay untouched.
     (context / "src" / "inputs_marker.py").write_text(f"RUN = {uuid.uuid4().hex!r}\n")
     return context
