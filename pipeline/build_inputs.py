@@ -133,7 +133,7 @@ def stage_digests(
     for reference, image_id in sorted(base_ids.items()):
         shared.update(f"base {reference} {image_id}\0".encode())
     for path in entries:
-        shared.update(_entry_bytes(context, path))
+        shared.update(entry_bytes(context, path))
     digests = {}
     for stage, target in definition["target"].items():
         inputs = {key: value for key, value in target.items() if key not in NOT_INPUTS}
@@ -146,7 +146,7 @@ def stage_digests(
     return digests
 
 
-def _entry_bytes(context: Path, path: Path) -> bytes:
+def entry_bytes(context: Path, path: Path) -> bytes:
     """A context entry as the digest reads it: its path, its mode, and its content (a file),
     its target (a symbolic link) or nothing more (a folder)."""
     status = path.lstat()

@@ -19,12 +19,14 @@ runs them all with `python -m pipeline.lint`; each pre-commit hook runs one of t
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from pipeline.environments import ROOT
 from pipeline.errors import PipelineError
+from pipeline.lint import reuse
 from pipeline.lint.common import Check, Finding
 from pipeline.lint.compose_config import check_compose_config
 from pipeline.lint.dockerfiles import check_dockerfiles
@@ -73,18 +75,18 @@ def run_all(
     return findings
 
 
-def report(findings: Iterable[Finding]) -> int:
-    """Print each finding and a one-line summary; 1 when any finding is an error, else 0."""
+def report(findings: Iterable[Finding]) -> tuple[int, list[str]]:
+    """Each finding and a one-line summary, printed; the exit status (1 when any finding is
+    an error, else 0) and the lines printed."""
     findings = list(findings)
-    for finding in findings:
-        print(finding)
+    lines = [str(finding) for finding in findings]
     errors = sum(finding.severity == "error" for finding in findings)
     warnings = len(findings) - errors
-    if findings:
-        print(f"lint: {errors} error(s), {warnings} warning(s)")
-    else:
-        print("lint: no findings")
-    return 1 if errors else 0
+    lines.append(
+        f"lint: {errors} error(s), {warnings} warning(s)" if findings else "lint: no findings"
+    )
+    print("\n".join(lines))
+    return (1 if errors else 0), lines
 
 
 def main(arguments: Sequence[str] | None = None) -> int:
@@ -108,10 +110,31 @@ def main(arguments: Sequence[str] | None = None) -> int:
         action="store_true",
         help="skip `docker compose config` (the one check that needs the compose plugin)",
     )
+    parser.add_argument(
+        "--again",
+        action="store_true",
+        help="run every check even when a run on the same inputs passed before "
+        f"({os.path.relpath(reuse.record_path(), ROOT)})",
+    )
     options = parser.parse_args(arguments)
+    root = ROOT
+    whole_run = options.checks is None and not options.no_compose
+    inputs = reuse.inputs_digest(root) if whole_run else None
+    kept = reuse.kept_output(inputs) if inputs and not options.again else None
+    if kept is not None:
+        output, finished = kept
+        print("\n".join(output))
+        print(
+            f"lint: not run again: these very inputs passed every check at {finished} "
+            f"({os.path.relpath(reuse.record_path(), ROOT)}); --again runs them anyway"
+        )
+        return 0
     try:
-        findings = run_all(include_compose=not options.no_compose, checks=options.checks)
+        findings = run_all(include_compose=not options.no_compose, root=root, checks=options.checks)
     except PipelineError as error:
         print(f"{parser.prog}: {error}", file=sys.stderr)
         return 2  # a usage error, as argparse's own
-    return report(findings)
+    status, output = report(findings)
+    if inputs and status == 0 and reuse.inputs_digest(root) == inputs:
+        reuse.keep(inputs, output)
+    return status

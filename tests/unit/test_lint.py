@@ -28,6 +28,7 @@ from pipeline.lint import (
     env_files,
     policy_check,
     python_style,
+    reuse,
     secret_values,
     tracked_secrets,
     workflows,
@@ -555,9 +556,10 @@ def test_broken_ruff_settings_are_one_finding_naming_the_file(python_project: Pa
 
 
 @pytest.fixture
-def stand_in_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+def stand_in_checks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
     """CHECKS replaced by checks that record their name and find one warning (an error for
-    `failing`); the list of names in the order they ran."""
+    `failing`); the list of names in the order they ran. The checkout and the record of a
+    passing run (pipeline.lint.reuse) are the test's own."""
     ran: list[str] = []
 
     def stand_in(name: str) -> common.Check:
@@ -570,6 +572,8 @@ def stand_in_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     names = ("dockerfiles", lint.COMPOSE_CHECKS[0], "failing", "python")
     monkeypatch.setattr(lint, "CHECKS", {name: stand_in(name) for name in names})
+    monkeypatch.setattr(lint, "ROOT", tmp_path)
+    monkeypatch.setattr(reuse, "REPORTS", tmp_path / "reports")
     return ran
 
 
@@ -665,8 +669,11 @@ def test_report_prints_findings_and_fails_on_an_error(capsys: pytest.CaptureFixt
         Finding("docker/Dockerfile", 3, "broken"),
     ]
 
-    assert lint.report(findings) == 1
-    assert capsys.readouterr().out.splitlines() == [
+    status, lines = lint.report(findings)
+
+    assert status == 1
+    assert lines == capsys.readouterr().out.splitlines()
+    assert lines == [
         "env/.env.example:7: warning: FOO is set but no compose file uses it",
         "docker/Dockerfile:3: broken",
         "lint: 1 error(s), 1 warning(s)",
@@ -674,8 +681,8 @@ def test_report_prints_findings_and_fails_on_an_error(capsys: pytest.CaptureFixt
 
 
 def test_report_passes_on_warnings_only(capsys: pytest.CaptureFixture[str]) -> None:
-    assert lint.report([Finding("env/.env.ci", 1, "note", "warning")]) == 0
-    assert lint.report([]) == 0
+    assert lint.report([Finding("env/.env.ci", 1, "note", "warning")])[0] == 0
+    assert lint.report([]) == (0, ["lint: no findings"])
 
 
 # ---------------------------------------------------------------- 3. docker compose config
