@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -196,3 +198,22 @@ def test_a_port_that_keeps_refusing_fails_the_probe_after_the_wait() -> None:
         healthcheck.fetch_status(f"http://127.0.0.1:{port}/health", wait=0.2)
     waited = time.monotonic() - began
     assert 0.15 < waited < 2, f"expected to give up after about 0.2 s, gave up after {waited:.2f} s"
+
+
+def healthcheck_timeouts() -> list[float]:
+    """The probe timeouts our images and compose files give Docker (seconds)."""
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "docker" / "Dockerfile").read_text()
+    text += "".join(path.read_text() for path in sorted((root / "compose").glob("*.yml")))
+    found = re.findall(r"--timeout=(\d+(?:\.\d+)?)s|^\s+timeout: (\d+(?:\.\d+)?)s$", text, re.M)
+    return [float(dockerfile or compose) for dockerfile, compose in found]
+
+
+def test_a_probe_that_waits_and_then_answers_slowly_ends_inside_dockers_timeout() -> None:
+    """Docker kills a probe at its timeout and records the kill, not the probe's one line;
+    a probe's longest path (a port refused for the whole wait, then the slowest answer it
+    takes) leaves room for its own start."""
+    timeouts = healthcheck_timeouts()
+    assert timeouts, "no healthcheck timeout found in docker/Dockerfile or compose/"
+    longest = healthcheck.STARTING_WAIT_SECONDS + healthcheck.TIMEOUT_SECONDS
+    assert longest + 0.1 <= min(timeouts), (longest, min(timeouts))
