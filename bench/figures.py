@@ -168,6 +168,7 @@ FIGURE_TABLE: tuple[FigureGroup, ...] = (
             "`nox -s build-all`, nothing to do ÷ the cold build",
             "ratio",
         ),
+        ("session.make_lint_noop.seconds", "`make lint`, nothing changed since it passed", "s"),
     ),
     _group(
         PEER,
@@ -346,6 +347,7 @@ TARGETS = (
     Target("session.make_build_noop.seconds", 1.5),
     Target("session.base_images_noop.seconds", 1.0),
     Target("session.build_all_noop_to_cold", 0.05),
+    Target("session.make_lint_noop.seconds", 1.5),
     Target("runtime.cold_import.project_to_precompiled", 1.3),
     Target("runtime.start_to_healthy_seconds", 1.5),
     Target("runtime.programs_outside_allow_list.count", 0),

@@ -7,6 +7,7 @@ make's start-up included, is the figure. Each runs `repeat` times after one warm
 - `nox -s publish -- --tag bench`: the digests `make verify` passed on, tagged in the
   registry, with their SBOMs;
 - `make build` and `nox -s build-all` with nothing to do;
+- `make lint` with nothing changed since a passing run (pipeline.lint.reuse);
 - `nox -s base-images` with nothing to do (air-gapped mode only: upstream has no stand-ins).
 """
 
@@ -49,6 +50,7 @@ COMMANDS = (
     ),
     Command("session.make_build_noop.seconds", "make build", ("make", "build")),
     Command("session.build_all_noop.seconds", "nox -s build-all", (*NOX, "-s", "build-all")),
+    Command("session.make_lint_noop.seconds", "make lint", ("make", "lint")),
     Command(
         "session.base_images_noop.seconds",
         "nox -s base-images",

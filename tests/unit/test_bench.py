@@ -195,6 +195,7 @@ FIGURE_KEYS = [
     "session.base_images_noop.seconds",
     "session.build_all_noop.seconds",
     "session.build_all_noop_to_cold",
+    "session.make_lint_noop.seconds",
     "goss.seconds",
     "goss.suite_equivalent_seconds",
     "goss.suite_to_goss",
