@@ -3,7 +3,8 @@
 Every check takes the repository root (default: this checkout) so tests can point it at a
 temporary copy, and returns `Finding`s that print as `path:line: message`. `nox -s lint`
 runs them all with `python -m pipeline.lint`; each pre-commit hook runs one of them with
-`--check NAME`, so both read the same definition of every lint tool.
+`--check NAME`, so both read the same definition of every lint tool. A whole run that found
+no error is not run again on the same inputs (pipeline.lint.reuse; `--again` runs it anyway).
 
   dockerfiles          hadolint on docker/Dockerfile and docker/base-images/*/Dockerfile
   shell-scripts        shellcheck on the installer, CI entry point and image entrypoints
