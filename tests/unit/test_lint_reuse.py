@@ -229,3 +229,17 @@ def test_a_record_that_cannot_be_read_means_lint_runs(
     assert lint.main([]) == 0
     assert ran == ["yaml", "python"]
     assert json.loads(reuse.record_path().read_text())["output"][-1].startswith("lint: 0 error")
+
+
+def test_a_record_that_cannot_be_written_is_one_line_and_the_verdict_stands(
+    checkout: Path, ran: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    reuse.record_path().parent.write_text("a file where the reports folder should be\n")
+
+    assert lint.main([]) == 0
+    assert lint.main([]) == 0
+
+    last_lines = [line for line in capsys.readouterr().out.splitlines() if "not kept" in line]
+    assert ran == ["yaml", "python"] * 2
+    assert len(last_lines) == 2
+    assert last_lines[0].startswith("lint: this run is not kept (")
