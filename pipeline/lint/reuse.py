@@ -17,6 +17,7 @@ A run during which a file changed is not kept.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -80,6 +81,7 @@ def checkout_entries(root: Path) -> list[Path]:
     return entries
 
 
+@functools.cache  # asked before and after the checks of one run: the plugin does not change
 def compose_version(root: Path) -> str:
     """`docker compose version`'s answer, or why there is none (then the check warns)."""
     command = compose_command()

@@ -9,7 +9,6 @@ other files, and the case goes red.
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,10 +17,7 @@ import pytest
 from pipeline import lint
 from pipeline.lint import common, reuse
 from pipeline.lint.common import Finding
-
-
-def git(root: Path, *arguments: str) -> None:
-    subprocess.run(["git", *arguments], cwd=root, check=True, capture_output=True)
+from tests.unit.test_lint import git
 
 
 @pytest.fixture
