@@ -7,7 +7,11 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
 UV ?= uv
-NOX := $(UV) run --locked --no-default-groups --group pipeline nox
+# Bytecode is written, under .dashtam/pycache, even when the caller's environment turns it
+# off: otherwise nox and every worker it starts compile the same modules on every run (the
+# noxfile sets the same for the processes nox starts; pipeline.verification.BYTECODE_CACHE).
+NOX := PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX=$(CURDIR)/.dashtam/pycache \
+	$(UV) run --locked --no-default-groups --group pipeline nox
 AIRGAP := $(filter airgap,$(DASHTAM_IMAGE_SOURCE))
 # air-gapped mode builds local stand-ins for the base images first, in the same nox run
 # (nothing to do, decided from their labels, when their inputs are unchanged).

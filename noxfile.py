@@ -28,9 +28,12 @@ from pipeline.verification import BYTECODE_CACHE, default_jobs, verifies_every_e
 
 # The sessions that drive Docker import python-on-whales and pydantic (imported when first
 # used, after this): with bytecode off in the caller's environment (PYTHONDONTWRITEBYTECODE)
-# every run would compile them again, about 0.7 s. Their bytecode is kept with the suite's.
+# every run would compile them again, about 0.7 s. Their bytecode is kept with the suite's;
+# so is that of every process nox starts (its parallel workers compile nox itself, 0.27 s
+# each, and the sessions' tools). `make` sets the same for nox's own process.
 sys.dont_write_bytecode = False
 sys.pycache_prefix = str(BYTECODE_CACHE)
+os.environ.update(PYTHONDONTWRITEBYTECODE="", PYTHONPYCACHEPREFIX=str(BYTECODE_CACHE))
 
 nox.needs_version = ">=2026.10.20"
 nox.options.default_venv_backend = "uv|virtualenv"

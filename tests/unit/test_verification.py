@@ -116,3 +116,41 @@ def test_a_verify_run_tears_its_stack_down_at_once(tmp_path, monkeypatch):
     monkeypatch.setattr(stack, "leftovers", lambda: {})
     verification._keep_or_tear_down(stack, keep=False)
     assert calls == [{"remove_volumes": True, "graceful": False}]
+
+
+def test_make_and_the_noxfile_keep_bytecode_even_when_the_caller_turns_it_off():
+    """nox and every process it starts read and write bytecode under BYTECODE_CACHE, so a
+    caller's PYTHONDONTWRITEBYTECODE=1 does not make each run compile nox and its workers
+    again; both places must name the same folder."""
+    import subprocess
+    import sys
+
+    from pipeline.environments import ROOT
+
+    caller = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    caller.pop("PYTHONPYCACHEPREFIX", None)
+    dry_run = subprocess.run(
+        ["make", "--dry-run", "--always-make", "lint"],
+        cwd=ROOT,
+        env=caller,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    nox_line = next(line for line in dry_run.splitlines() if " nox " in f"{line} ")
+    expected = f"PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX={verification.BYTECODE_CACHE} "
+    assert nox_line.startswith(expected), f"make lint runs: {nox_line}"
+    noxfile = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os, runpy; runpy.run_path('noxfile.py', run_name='noxfile'); "
+            "print(repr(os.environ['PYTHONDONTWRITEBYTECODE']), os.environ['PYTHONPYCACHEPREFIX'])",
+        ],
+        cwd=ROOT,
+        env=caller,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert noxfile == ["''", str(verification.BYTECODE_CACHE)], noxfile
