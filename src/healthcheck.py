@@ -28,9 +28,10 @@ if TYPE_CHECKING:
 TLS_CERT_VARIABLE = "APP_TLS_CERT_FILE"
 TIMEOUT_SECONDS = 1.2
 # How long a refused connection is tried again; with TIMEOUT_SECONDS for the answer, a probe
-# stays inside the images' 3 s healthcheck timeout. Most of it: a starting server refuses for
-# seconds, and every probe is an exec through the engine (about 0.09 CPU-s), a retry is not.
-STARTING_WAIT_SECONDS = 1.7
+# stays inside the images' 10 s healthcheck timeout. Most of it: a starting server refuses for
+# seconds, and every probe is an exec through the engine (about 0.09 CPU-s), a retry is not;
+# one probe then covers a whole start. A server that hangs still fails within TIMEOUT_SECONDS.
+STARTING_WAIT_SECONDS = 8.5
 RETRY_SECONDS = 0.02
 USAGE = f"usage: python -m src.healthcheck {'|'.join(SERVICE_PORTS)}"
 
