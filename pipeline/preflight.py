@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import subprocess
@@ -45,6 +46,7 @@ def engine_answers() -> bool:
         return False
 
 
+@functools.cache  # a run that builds and then boots asks once
 def require_engine() -> str:
     """The engine's version; a one-line error when no engine answers or it is too old."""
     try:
@@ -84,10 +86,12 @@ def _require_plugin(name: str, version_args: tuple[str, ...], minimum: tuple[int
     return version
 
 
+@functools.cache
 def require_compose() -> str:
     return _require_plugin("Compose v2", ("compose", "version", "--short"), MIN_COMPOSE)
 
 
+@functools.cache
 def require_buildx() -> str:
     return _require_plugin("Buildx", ("buildx", "version"), MIN_BUILDX)
 

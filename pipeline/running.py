@@ -53,6 +53,10 @@ def running_project(project: str) -> dict[str, dict]:
     return containers
 
 
-def image_configuration(image_id: str) -> dict:
-    """`docker image inspect` of the image a container runs (by its ID, never a tag)."""
-    return engine_json("image", [image_id])[0]
+def image_configurations(containers: dict[str, dict]) -> dict[str, dict]:
+    """Image ID -> `docker image inspect` of it, for the images the containers run (by ID,
+    never a tag), all in one call."""
+    image_ids = sorted({entry["Image"] for entry in containers.values()})
+    if not image_ids:
+        return {}
+    return {image["Id"]: image for image in engine_json("image", image_ids)}

@@ -92,10 +92,10 @@ def evaluate_project(project: str, context_of: Callable[[str], Context]) -> list
             for service, entry in inspected.items()
         }
         facts = {service: reading.result() for service, reading in readings_by_service.items()}
+    images = running.image_configurations(inspected)
     evaluations = []
     for service, entry in sorted(inspected.items()):
-        image = running.image_configuration(entry["Image"])
-        view = from_container(service, entry, image, facts[service])
+        view = from_container(service, entry, images[entry["Image"]], facts[service])
         context = context_of(service)
         evaluations += [
             Evaluation(service, control, evaluate(control, view, context))

@@ -159,10 +159,14 @@ class Target:
         self.read_facts_in_background()
         return self._facts.result()
 
-    @functools.cache  # noqa: B019 - one Target per run
+    @functools.cached_property
+    def image_configs(self) -> dict[str, dict]:
+        """Image ID -> `docker image inspect` of every image the stack runs, read at once."""
+        return running.image_configurations(self.containers)
+
     def image_config(self, image_id: str) -> dict:
         """`docker image inspect` of the image a container runs (by its ID, never a tag)."""
-        return running.image_configuration(image_id)
+        return self.image_configs[image_id]
 
     def view(self, service: str) -> ServiceView:
         inspect = self.inspect(service)
