@@ -8,6 +8,7 @@ them in air-gapped mode.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -100,13 +101,18 @@ def require_image_source() -> str:
     """
     source = selected_source()
     if source == AIRGAP:
-        missing = missing_stand_ins()
-        if missing:
-            raise PipelineError(
-                f"air-gapped mode: base image {', '.join(missing)} is missing; "
-                "run `nox -s base-images` first."
-            )
+        require_stand_ins()
     return source
+
+
+@functools.cache  # a run that builds, starts the registry and boots asks once; a miss again
+def require_stand_ins() -> None:
+    missing = missing_stand_ins()
+    if missing:
+        raise PipelineError(
+            f"air-gapped mode: base image {', '.join(missing)} is missing; "
+            "run `nox -s base-images` first."
+        )
 
 
 def missing_stand_ins() -> list[str]:

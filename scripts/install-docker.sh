@@ -20,23 +20,25 @@ readonly ARCHIVE_KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 
 die() { echo "install-docker: $*" >&2; exit 1; }
 
-print_versions() {
-  echo "engine:  $(docker version --format '{{.Server.Version}}')"
-  echo "compose: $(docker compose version --short)"
-  echo "buildx:  $(docker buildx version | awk '{print $2}')"
-}
+# The server's version, or nothing when no engine answers. `docker version`, not `docker
+# info`: this runs before every `make verify`, and `info` also asks every CLI plugin.
+server_version() { docker version --format '{{.Server.Version}}' 2>/dev/null; }
 
-engine_answers() { docker info >/dev/null 2>&1; }
+engine_answers() { [ -n "$(server_version)" ]; }
 
 # The same words the pipeline's preflight uses for an engine it refuses.
 refuse_old_engine() {
   die "Docker Engine $1 is too old (need >= $MIN_ENGINE_MAJOR); upgrade it (https://docs.docker.com/engine/install/), then rerun."
 }
 
+# Refuses an engine older than MIN_ENGINE_MAJOR (the version given, or asked), then prints
+# what answers.
 require_current_engine() {
-  local version
-  version=$(docker version --format '{{.Server.Version}}')
+  local version=${1:-$(server_version)}
   [ "${version%%.*}" -ge "$MIN_ENGINE_MAJOR" ] 2>/dev/null || refuse_old_engine "$version"
+  echo "engine:  $version"
+  echo "compose: $(docker compose version --short)"
+  echo "buildx:  $(docker buildx version | awk '{print $2}')"
 }
 
 installed_engine_major() {
@@ -164,9 +166,10 @@ main() {
   if "$with_mmdebstrap"; then
     install_mmdebstrap
   fi
-  if engine_answers; then
-    require_current_engine
-    print_versions
+  local version
+  version=$(server_version)
+  if [ -n "$version" ]; then
+    require_current_engine "$version"
     exit 0
   fi
   require_root
@@ -175,7 +178,6 @@ main() {
   fi
   start_engine
   require_current_engine
-  print_versions
 }
 
 main "$@"

@@ -223,9 +223,7 @@ def test_the_engine_comes_from_debian_13_and_nothing_else_does(clean_run: Instal
 
 def test_an_engine_older_than_26_that_runs_is_refused_in_the_preflights_words(tmp_path: Path):
     fake_docker = tmp_path / "docker"
-    fake_docker.write_text(
-        '#!/bin/sh\ncase "$1" in info) exit 0 ;; version) echo 20.10.24 ;; esac\n'
-    )
+    fake_docker.write_text('#!/bin/sh\ncase "$1" in version) echo 20.10.24 ;; esac\n')
     fake_docker.chmod(0o755)
     environment = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
     result = subprocess.run(
