@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from bench import peer
-from bench.parsers import first_healthy_probe, parse_docker_time
+from bench.parsers import first_answer, first_healthy_probe, parse_docker_time
 from bench.record import BASELINE, PROJECT, BenchRun, Variant
 from pipeline import engine, images, reports
 from pipeline import stack as stacks
@@ -64,7 +64,7 @@ class HealthObserver(threading.Thread):
     POLL_SECONDS. "Healthy": the end of a container's first passing healthcheck probe, read
     from Docker's health log as soon as it says healthy (the log keeps only five probes, so it
     is read while booting, not afterwards). When Docker's probe saw the app answer before our
-    poll did, that probe's start counts as the first answer.
+    poll did, the answer is placed within that probe (bench.parsers.first_answer).
     """
 
     def __init__(self, project: str, service: str, port: int, scheme: str) -> None:
@@ -76,7 +76,9 @@ class HealthObserver(threading.Thread):
         self.answered_at: float | None = None
         self.started: dict[str, float] = {}
         self.healthy: dict[str, float] = {}
-        self.probe_started: dict[str, float] = {}
+        self.first_probe: dict[str, tuple[float, float]] = {}
+        self.polled_answer: float | None = None
+        self.unanswered_at: float | None = None  # the start of our last poll with no answer
         self.services: set[str] = set()
         self.polls = 0
         self._stop_event = threading.Event()
@@ -108,11 +110,11 @@ class HealthObserver(threading.Thread):
             service = self._note(state)
             if service == self.service:
                 app_container = state.get("Id")
-        if app_container and self.answered_at is None:
+        if app_container and self.polled_answer is None:
             self._ask(app_container)
-        first_probe = self.probe_started.get(self.service)
-        if first_probe is not None and (self.answered_at is None or first_probe < self.answered_at):
-            self.answered_at = first_probe
+        self.answered_at = first_answer(
+            self.polled_answer, self.first_probe.get(self.service), self.unanswered_at
+        )
 
     def _container_states(self) -> list[dict]:
         """`docker inspect` of the project's running containers (none while it starts, or
@@ -135,13 +137,14 @@ class HealthObserver(threading.Thread):
             probe = first_healthy_probe(health.get("Log") or [])
             self.healthy[service] = probe[1] if probe else time.time()
             if probe:
-                self.probe_started[service] = probe[0]
+                self.first_probe[service] = probe
         return service
 
     def _ask(self, app_container: str) -> None:
         """Request /health inside the app container; note when it first answered 200."""
         # Plain `docker exec`: a poll must not hang on a container that stopped answering,
         # and python-on-whales' execute takes no timeout.
+        asked = time.time()
         result = run(
             [
                 *("docker", "exec", app_container),
@@ -152,7 +155,9 @@ class HealthObserver(threading.Thread):
         if result.returncode == 0:
             # The moment printed inside the container is when the answer arrived.
             with contextlib.suppress(ValueError, IndexError):
-                self.answered_at = float(result.stdout.split()[-1])
+                self.polled_answer = float(result.stdout.split()[-1])
+        else:
+            self.unanswered_at = asked
 
     def timeline(self, started_wall: float) -> dict[str, dict]:
         """Per service: seconds from `compose up` to its container's start and to healthy."""

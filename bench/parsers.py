@@ -100,6 +100,19 @@ def parse_docker_time(text: str) -> float:
     return moment.timestamp() + fraction
 
 
+def first_answer(
+    polled: float | None, probe: tuple[float, float] | None, unanswered: float | None
+) -> float | None:
+    """When the app first answered: our poll's moment, or, when Docker's first passing probe
+    (start, end) began before it, a moment within that probe — no earlier than its start nor
+    than the start of our last poll that got no answer (a probe that waits for the port
+    begins long before the app answers it), and no later than its end."""
+    if probe is None or (polled is not None and polled <= probe[0]):
+        return polled
+    start, end = probe
+    return min(max(start, unanswered or start), end)
+
+
 def first_healthy_probe(
     health_log: Sequence[dict], after: float | None = None
 ) -> tuple[float, float] | None:

@@ -32,6 +32,7 @@ from bench.markdown import missed_targets, render_figures_table, render_markdown
 from bench.parsers import (
     BuildStep,
     dpkg_owners,
+    first_answer,
     first_healthy_probe,
     goss_summary,
     parse_build_steps,
@@ -354,6 +355,24 @@ def test_first_healthy_probe_is_the_first_passing_one():
     ]
     assert first_healthy_probe(log) == (3.0, 3.25)
     assert first_healthy_probe(log[:1]) is None
+
+
+@pytest.mark.parametrize(
+    ("polled", "probe", "unanswered", "expected"),
+    [
+        pytest.param(5.0, None, 4.8, 5.0, id="no-passing-probe-yet-our-poll-stands"),
+        pytest.param(5.0, (6.0, 6.1), 4.8, 5.0, id="our-poll-saw-it-before-the-probe-began"),
+        pytest.param(None, (3.0, 3.1), None, 3.0, id="a-quick-probe-its-start"),
+        pytest.param(None, (1.0, 4.0), 3.6, 3.6, id="a-waiting-probe-not-before-our-last-miss"),
+        pytest.param(4.2, (1.0, 4.0), 3.6, 3.6, id="the-probe-saw-it-first"),
+        pytest.param(None, (1.0, 4.0), 4.5, 4.0, id="never-after-the-probe-ended"),
+        pytest.param(None, None, 4.5, None, id="nothing-answered"),
+    ],
+)
+def test_the_first_answer_lies_within_the_probe_that_saw_it(polled, probe, unanswered, expected):
+    """A probe that waits for the port starts long before the app answers: its start is
+    only a lower bound, as is our last poll that got no answer."""
+    assert first_answer(polled, probe, unanswered) == expected
 
 
 def test_first_healthy_probe_after_a_restart_ignores_the_previous_run():
