@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from pipeline import registry_api
-from pipeline.docker_client import best_effort, docker, translated
+from pipeline.docker_client import best_effort, docker, engine_json, translated
 from pipeline.engine import built_images, tag_image
 from pipeline.environments import image_name
 from pipeline.errors import PipelineError
@@ -125,7 +125,8 @@ def push_as(image_id: str, reference: str, fix: str) -> str:
 
 
 def remove_superseded(target: str, keep: str) -> None:
-    """Remove the earlier builds of `target` that nothing else names any more.
+    """Remove the earlier builds of `target` that nothing else names any more, and the layer
+    cache images `<target>:cache` has moved off.
 
     The build tag holds the engine's record of an image's digest in the registry (untagging
     it forgets the digest too), so it stays while the image is current; once `latest` and
@@ -133,14 +134,17 @@ def remove_superseded(target: str, keep: str) -> None:
     image a container still uses stays (Docker refuses, and that is fine); the registry keeps
     every build.
     """
-    earlier = []
+    earlier: list[dict] = []
     with best_effort():  # the engine cannot say: nothing is removed
-        earlier = [image for image in docker().image.list(target) if image.id != keep]
+        listed = [image.id for image in docker().image.list(target) if image.id != keep]
+        # One inspect of them all: they add up (every build, every layer cache it replaced).
+        earlier = engine_json("image", listed) if listed else []
     for image in earlier:
-        with best_effort():  # gone already, or still used by a container: it stays
-            tags = image.repo_tags
-            if tags and all(tag.startswith(f"{target}:build-") for tag in tags):
-                docker().image.remove(tags)
+        tags = image.get("RepoTags") or []
+        # No tag at all: a layer cache image `:cache` has moved off, or a build nothing names.
+        if all(tag.startswith(f"{target}:build-") for tag in tags):
+            with best_effort():  # gone already, or still used by a container: it stays
+                docker().image.remove(tags or image["Id"])
 
 
 def push_cache(references: list[str]) -> None:

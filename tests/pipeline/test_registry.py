@@ -501,6 +501,40 @@ def test_a_new_build_removes_the_superseded_one_nothing_else_names(
             docker_quietly("image", "rm", f"{target}:build-{identifier[7:19]}")
 
 
+def test_a_new_build_removes_the_layer_cache_images_the_cache_tag_moved_off(
+    registry: Registry, tmp_path: Path
+):
+    """Each build that changed an image pushes a new `:cache`; the one it replaced keeps only
+    the registry's digest record, no tag, and would pile up (and be inspected by every build)
+    unless the next build removes it."""
+    from pipeline import pushing
+
+    target = f"{registry.address}/dashtam/callback"
+    identifiers = {}
+    for name in ("old-cache", "new-cache", "build"):
+        scratch = f"dashtam-test/cache-moved:{name}"
+        (tmp_path / name).mkdir()
+        one_file_image(tmp_path / name, scratch)
+        identifiers[name] = docker_output(
+            "image", "inspect", "--format", "{{.Id}}", scratch
+        ).strip()
+        if name != "build":
+            docker_quietly("image", "tag", scratch, f"{target}:cache")
+            docker_quietly("image", "push", "--quiet", f"{target}:cache")
+            docker_quietly("image", "rm", scratch)
+    try:
+        pushing.push_images({"callback": identifiers["build"]}, registry.address)
+        left = docker_output("image", "ls", "--no-trunc", "--format", "{{.ID}}", target).split()
+        assert identifiers["old-cache"] not in left, "registry: the replaced layer cache was kept"
+        assert identifiers["new-cache"] in left, "registry: the current layer cache was removed"
+        assert identifiers["build"] in left, "registry: the current build was removed"
+    finally:
+        docker_quietly(
+            "image", "rm", f"{target}:cache", f"{target}:build-{identifiers['build'][7:19]}"
+        )
+        docker_quietly("image", "rm", identifiers["old-cache"], "dashtam-test/cache-moved:build")
+
+
 def verified_records(reports: Path, local_id: str, reference: str) -> None:
     """Passing verify(ci) and verify(prod) records that booted the callback from `reference`."""
     from pipeline.environments import ENVIRONMENTS
