@@ -4,12 +4,14 @@ what one run reads once and sets for its suite only."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
 from pipeline import stack as stacks
 from pipeline import verification
-from pipeline.environments import ENVIRONMENTS, SERVICES
+from pipeline.environments import ENVIRONMENTS, ROOT, SERVICES
 from pipeline.policy import load_policy
 from pipeline.process import environment_set
 
@@ -122,11 +124,6 @@ def test_make_and_the_noxfile_keep_bytecode_even_when_the_caller_turns_it_off():
     """nox and every process it starts read and write bytecode under BYTECODE_CACHE, so a
     caller's PYTHONDONTWRITEBYTECODE=1 does not make each run compile nox and its workers
     again; both places must name the same folder."""
-    import subprocess
-    import sys
-
-    from pipeline.environments import ROOT
-
     caller = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     caller.pop("PYTHONPYCACHEPREFIX", None)
     dry_run = subprocess.run(
